@@ -1,14 +1,14 @@
-"""Batched generation, the blind-image control, and the report tables built from metrics files."""
+"""Batched generation (same inputs as the processor, same answers one at a time) and the blind-image control."""
 
 from __future__ import annotations
 
 import json
 
+import torch
 from llava_gemma.analysis.blind_control import build_blind_control
-from llava_gemma.analysis.table1 import build_table1, to_markdown
 from llava_gemma.config import Cell
 from llava_gemma.eval.benchmarks.base import Question
-from llava_gemma.eval.generate import generate_answers, question_image
+from llava_gemma.eval.generate import PixelCache, batch_inputs, chat_prompt, generate_answers, question_image
 from llava_gemma.model.assemble import assemble_llava
 from llava_gemma.model.images import mean_colour
 
@@ -36,24 +36,35 @@ def test_batched_answers_equal_one_at_a_time_and_blind_ignores_the_image(tiny_ba
     assert len(set(blind)) == 1
 
 
+def test_batch_inputs_equal_the_processors_and_the_pixel_cache_stays_bounded(tiny_backbones, tmp_path):
+    _, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["dinov2"])
+    questions = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        draw_scene(colour, size=40 + 12 * i).save(tmp_path / f"{i}.png")
+        questions.append(Question(f"q{i}", tmp_path / f"{i}.png", "What colour?" + " Really?" * i, colour))
+    prompts = [chat_prompt(processor, q) for q in questions]
+    images = [question_image(q, processor.image_processor, blind=False) for q in questions]
+    processor.tokenizer.padding_side = "left"
+    expected = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+
+    one_image = PixelCache(processor.image_processor, blind=False, max_bytes=1)  # keeps only the latest image
+    ours = batch_inputs(processor, questions, prompts, [0, 1, 2], one_image)
+    assert sorted(ours) == sorted(expected) and all(torch.equal(ours[k], expected[k]) for k in expected)
+    assert len(one_image._pixels) == 1 and torch.equal(one_image(questions[0]), expected["pixel_values"][0])
+
+
 def write_metrics(root, cell, kind, bench, **values):
     path = root / cell / kind / bench / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
 
 
-def test_table1_and_blind_control_from_metrics_files(tmp_path):
+def test_blind_control_table_from_metrics_files(tmp_path):
+    # Table 1 itself is covered by tests/test_report_tables.py.
     cells = [Cell("2b", "clip", "pretrain"), Cell("2b", "clip", "skip")]
     for cell, acc in zip(cells, (0.8, 0.7), strict=True):
         write_metrics(tmp_path, cell.name, "eval", "pope", accuracy=acc, f1=acc - 0.1)
-        write_metrics(tmp_path, cell.name, "eval", "gqa", accuracy=acc / 2)
         write_metrics(tmp_path, cell.name, "eval_blind", "pope", accuracy=0.5, f1=0.6)
-    table = build_table1(cells, ["pope", "gqa"], tmp_path)
-    assert list(table.columns) == ["cell", "language_model", "vision_tower", "pretrain_connector", "gqa",
-                                   "pope_acc", "pope_f1"]
-    assert table.loc[1, "pretrain_connector"] == "no" and abs(table.loc[0, "pope_f1"] - 0.7) < 1e-12
-    assert "| 2b_clip_skip | 2b | clip | no | 0.350 | 0.700 | 0.600 |" in to_markdown(table)
-
     blind = build_blind_control(cells, ["pope"], tmp_path)
     first = blind[(blind.cell == "2b_clip_pretrain") & (blind.metric == "pope_acc")].iloc[0]
     assert (first.seeing, first.blind) == (0.8, 0.5) and abs(first.gap - 0.3) < 1e-12

@@ -97,7 +97,19 @@ def cmd_train(a) -> dict:
     return run_stage(a.stage, StageConfig(**s["stage"]), lm_path=Path(a.lm), tower_path=Path(a.tower),
                      data_dir=Path(a.data), image_root=Path(a.image_root), out_dir=Path(a.out),
                      work_dir=Path(a.work), backend=s["backend"], precision=s["precision"], seed=s["seed"],
-                     save_steps=s["save_steps"], connector_from=Path(a.connector) if a.connector else None)
+                     save_steps=s["save_steps"], connector_from=Path(a.connector) if a.connector else None,
+                     length_buckets=s.get("length_buckets"), gradient_checkpointing=s.get("gradient_checkpointing"))
+
+
+def cmd_launch(a) -> dict:
+    from llava_gemma.train.launch import launch
+
+    def run_in_process(argv: list[str]) -> dict:
+        inner = build_parser().parse_args(argv)
+        return inner.fn(inner)
+
+    return launch(a.command, tasks=a.tasks, nodes=a.nodes, backend=a.backend, cpus_per_task=a.cpus_per_task,
+                  launcher=a.launcher, slurm_task=a.slurm_task, run_in_process=run_in_process)
 
 
 def cmd_evaluate(a) -> dict:
@@ -119,15 +131,86 @@ def _write_report_table(a, build, write) -> dict:
 
 
 def cmd_report(a) -> dict:
+    from llava_gemma.analysis.paper import build_comparison, write_comparison
     from llava_gemma.analysis.table1 import build_table1, write_table1
 
-    return _write_report_table(a, build_table1, write_table1)
+    def write(table, out_dir):
+        write_table1(table, out_dir)
+        # Beside the published Table 1: cells matched by checkpoint (hub id) or, for toy grids, level name.
+        write_comparison(build_comparison(table, _json(a.settings).get("sources", {})), out_dir)
+
+    return _write_report_table(a, build_table1, write)
 
 
 def cmd_blind_report(a) -> dict:
     from llava_gemma.analysis.blind_control import build_blind_control, write_blind_control
 
     return _write_report_table(a, build_blind_control, write_blind_control)
+
+
+def cmd_effects(a) -> dict:
+    from llava_gemma.analysis.effects import build_effects, write_effects
+
+    return _write_report_table(a, build_effects, write_effects)
+
+
+def _cells(a) -> list:
+    from llava_gemma.config import Cell
+
+    return [Cell.parse(c) for c in _json(a.settings)["cells"]]
+
+
+def cmd_speed(a) -> dict:
+    from llava_gemma.analysis.speed import build_speed, relative_speed, write_speed
+
+    speed = build_speed(_cells(a), _json(a.settings)["benchmarks"], Path(a.results_dir))
+    write_speed(speed, Path(a.out))
+    print(speed.to_string(index=False))
+    return {"relative": relative_speed(speed).to_dict(orient="records")}
+
+
+def cmd_loss_plot(a) -> dict:
+    from llava_gemma.analysis.training import write_loss_plot
+
+    return write_loss_plot(_cells(a), Path(a.results_dir), Path(a.out))
+
+
+def cmd_data_filter(a) -> dict:
+    from llava_gemma.analysis.table1 import to_markdown
+    from llava_gemma.analysis.training import data_filter_summary
+
+    summary = data_filter_summary(Path(a.prepared_dir))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "data_filter.csv", index=False, float_format="%.4f")
+    (out / "data_filter.md").write_text(to_markdown(summary))
+    return {"rows": len(summary)}
+
+
+def cmd_relevancy(a) -> dict:
+    from llava_gemma.analysis.relevancy import compute_cell_relevancy, maps_to_json
+
+    maps = compute_cell_relevancy(Path(a.model), _json(a.settings)["examples"], Path(a.data))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(maps_to_json(maps)) + "\n")
+    return {"examples": [f"{m.benchmark}/{m.qid}: {m.answer_token!r}" for m in maps]}
+
+
+def cmd_relevancy_figure(a) -> dict:
+    from llava_gemma.analysis.relevancy_figure import write_relevancy_figure
+
+    return write_relevancy_figure([Path(m) for m in a.maps], Path(a.out))
+
+
+def cmd_estimate(a) -> dict | None:
+    from llava_gemma.analysis.estimate import run_estimate
+
+    estimate = run_estimate(a.config, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
+                            prepared=[Path(x) for x in a.prepared])
+    if a.json:
+        return estimate
+    print(estimate["markdown"])
+    return None  # the Markdown table is the output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +235,39 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--towers", nargs="+", required=True)
     prepare.add_argument("--workers", type=int, default=None, help="processes (default: the usable CPUs)")
     add("train", cmd_train, "stage", "lm", "tower", "data", "image_root", "out", "work", "connector")
+    launch = sub.add_parser("launch", help="start one process per device (torchrun, deepspeed or srun), then "
+                                           "the command after `--` in each")
+    launch.set_defaults(fn=cmd_launch)
+    launch.add_argument("--tasks", type=int, default=1, help="ranks in all, one per device (the rule's tasks)")
+    launch.add_argument("--nodes", type=int, default=1, help="nodes the ranks spread over (the rule's nodes)")
+    launch.add_argument("--backend", default="auto", help="train.backend; hpu launches through DeepSpeed")
+    launch.add_argument("--cpus_per_task", type=int, default=None, help="CPU threads per rank")
+    launch.add_argument("--launcher", default="auto", help="auto | single | torchrun | deepspeed | srun")
+    launch.add_argument("--slurm_task", action="store_true",
+                        help="internal: this process is one srun task; map SLURM's variables to torch's")
+    launch.add_argument("command", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
     add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
         "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")
+    add("effects", cmd_effects, "cells_dir", "out")
+    add("speed", cmd_speed, "results_dir", "out")
+    add("loss-plot", cmd_loss_plot, "results_dir", "out")
+    add("data-filter", cmd_data_filter, "prepared_dir", "out")
+    add("relevancy", cmd_relevancy, "model", "data", "out")
+    add("relevancy-figure", cmd_relevancy_figure, "out").add_argument("--maps", nargs="+", required=True)
+    estimate = sub.add_parser("estimate", help="training FLOPs and hours of every real cell, and the MFU the "
+                                               "paper's wall times imply (Markdown table)")
+    estimate.set_defaults(fn=cmd_estimate)
+    estimate.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
+    estimate.add_argument("--devices", type=int, default=None, help="devices (default: the config's train.devices)")
+    estimate.add_argument("--peak-tflops", type=float, default=None,
+                          help="bf16 dense peak per device (default: train.peak_tflops, else Gaudi 2's 432)")
+    estimate.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to predict hours at")
+    estimate.add_argument("--prepared", nargs="*", default=[],
+                          help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the "
+                               "documented estimates")
+    estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     return p
 
 
@@ -167,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         # User-fixable problems: one sentence, no traceback (the log keeps the command line).
         print(f"llava-gemma {args.command}: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, default=str))
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

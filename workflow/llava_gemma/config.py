@@ -57,13 +57,20 @@ class Cell:
 class StageConfig:
     learning_rate: float
     global_batch_size: int
-    per_device_batch_size: int
+    per_device_batch_size: int  # the largest micro-batch a device holds; see train/batch_plan.py
     epochs: float
     warmup_ratio: float
     weight_decay: float
     lr_scheduler: str
-    zero_stage: int
+    zero_stage: int | dict[str, int]  # one stage for every backend, or one per backend
     max_steps: int | None = None
+
+    def zero_stage_for(self, backend: str) -> int:
+        if isinstance(self.zero_stage, int):
+            return self.zero_stage
+        if backend not in self.zero_stage:
+            raise ConfigError(f"zero_stage {self.zero_stage} names no stage for backend {backend!r}; add it.")
+        return self.zero_stage[backend]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,11 @@ class StudyConfig:
     @property
     def is_toy_world(self) -> bool:
         return "toy_world" in self.raw
+
+    @property
+    def peak_tflops(self) -> float | None:
+        """train.peak_tflops: the per-device peak MFU is measured against (None: known devices' table)."""
+        return self.raw["train"].get("peak_tflops")
 
     def model_source(self, name: str) -> dict:
         sources = {**self.language_models, **self.vision_towers}
@@ -159,10 +171,16 @@ def _check_references(raw: dict, source: str) -> None:
         if name not in BENCHMARKS:
             raise ConfigError(f"Invalid config {source}: eval.benchmarks.{name} is not implemented yet "
                               f"(available: {', '.join(sorted(BENCHMARKS))}); remove it.")
+    from llava_gemma.train.batch_plan import BatchSizeError, plan_batch
+
     for which in ("stage1", "stage2"):
         st = raw["train"][which]
-        per_step = st["per_device_batch_size"] * raw["train"]["devices"]
-        if st["global_batch_size"] % per_step:
-            raise ConfigError(
-                f"Invalid config {source}: train.{which}.global_batch_size {st['global_batch_size']} is not a "
-                f"multiple of per_device_batch_size x devices = {per_step}; change one of them.")
+        try:  # one node's devices here; the run checks again with the real process count
+            plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"], stage=which)
+        except BatchSizeError as err:
+            raise ConfigError(f"Invalid config {source}: {err}") from None
+    buckets = raw["train"].get("length_buckets")
+    if buckets and max(buckets) < raw["data"]["max_length"]:
+        raise ConfigError(f"Invalid config {source}: train.length_buckets {buckets} cannot hold a sample of "
+                          f"data.max_length {raw['data']['max_length']} tokens; add a bucket of at least that "
+                          "length.")

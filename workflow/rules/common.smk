@@ -86,8 +86,9 @@ def stage2_inputs(wildcards):
 
 def train_settings(stage):
     t = config["train"]
+    optional = ("length_buckets", "gradient_checkpointing", "peak_tflops")  # passed only when set
     return settings(dict(stage=t[stage], backend=t["backend"], precision=t["precision"], seed=t["seed"],
-                         save_steps=t["save_steps"]))
+                         save_steps=t["save_steps"], **{k: t[k] for k in optional if k in t}))
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -99,8 +100,43 @@ def blind_metrics():
     return expand("results/cells/{cell}/eval_blind/{benchmark}/metrics.json", cell=CELLS, benchmark=BLIND_BENCHMARKS)
 
 
+def all_samples():
+    return expand("results/cells/{cell}/eval/{benchmark}/samples.jsonl", cell=CELLS, benchmark=BENCHMARKS)
+
+
+def training_metrics():
+    """Every training job's metrics (stage 1 per pair, stage 2 per cell); their logs lie beside them."""
+    return (expand("results/stage1/{pair}/train_metrics.json", pair=PAIRS)
+            + expand("results/cells/{cell}/model", cell=CELLS))
+
+
+def relevancy_examples():
+    """The configured relevancy examples (or the defaults) on benchmarks this config evaluates."""
+    from llava_gemma.analysis.relevancy import DEFAULT_EXAMPLES
+
+    examples = config.get("report", {}).get("relevancy_examples", DEFAULT_EXAMPLES)
+    return [dict(benchmark=e["benchmark"], id=str(e["id"])) for e in examples if e["benchmark"] in BENCHMARKS]
+
+
+def relevancy_inputs(wildcards):
+    from types import SimpleNamespace as Namespace
+
+    benchmarks = sorted({e["benchmark"] for e in relevancy_examples()})
+    data = [f for b in benchmarks for f in benchmark_inputs(Namespace(benchmark=b))]
+    return dict(model=f"results/cells/{wildcards.cell}/model", data=sorted(set(data)))
+
+
+def paper_sources():
+    """Level -> hub id (None for toy levels): how Table 1 finds the paper's rows for our cells."""
+    levels = {**STUDY.language_models, **STUDY.vision_towers}
+    return {level: src.get("hub") for level, src in levels.items()}
+
+
 def report_targets():
-    targets = ["results/report/table1.csv"]
+    targets = ["results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
+               "results/report/speed.csv", "results/report/loss.png", "results/report/data_filter.csv"]
+    if relevancy_examples():
+        targets.append("results/report/relevancy.png")
     if BLIND_BENCHMARKS:
         targets.append("results/report/blind_control.csv")
     return targets

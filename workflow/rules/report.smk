@@ -1,4 +1,5 @@
-# Tables and figures from every cell's evaluation.
+# Tables and figures from every cell's training and evaluation outputs; captions in workflow/report/.
+# `snakemake --report results/report.html` collects every output marked with report().
 
 
 rule make_table1:
@@ -7,8 +8,12 @@ rule make_table1:
     output:
         csv=report("results/report/table1.csv", caption="../report/table1.rst", category="Table 1"),
         md="results/report/table1.md",
+        tex="results/report/table1.tex",
+        paper=report("results/report/table1_vs_paper.csv", caption="../report/table1_vs_paper.rst",
+                     category="Table 1"),
+        paper_md="results/report/table1_vs_paper.md",
     params:
-        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS)),
+        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS, sources=paper_sources())),
     conda:
         "../../envs/core.yaml"
     log:
@@ -37,3 +42,108 @@ rule make_blind_control_table:
     shell:
         "llava-gemma blind-report --cells_dir results/cells --out results/report --settings '{params.settings}'"
         " > {log} 2>&1"
+
+
+rule fit_factor_effects:
+    input:
+        all_samples(),
+    output:
+        csv=report("results/report/effects.csv", caption="../report/effects_table.rst", category="Factor effects"),
+        png=report("results/report/effects.png", caption="../report/effects.rst", category="Factor effects"),
+    params:
+        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS)),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/effects.log",
+    benchmark:
+        "benchmarks/report/effects.tsv"
+    shell:
+        "llava-gemma effects --cells_dir results/cells --out results/report --settings '{params.settings}' > {log} 2>&1"
+
+
+rule make_speed_table:
+    input:
+        training_metrics(),
+        all_metrics(),
+    output:
+        csv=report("results/report/speed.csv", caption="../report/speed_table.rst", category="Speed"),
+        relative=report("results/report/speed_relative.csv", caption="../report/speed_relative.rst",
+                        category="Speed"),
+        png=report("results/report/speed.png", caption="../report/speed.rst", category="Speed"),
+    params:
+        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS)),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/speed.log",
+    benchmark:
+        "benchmarks/report/speed.tsv"
+    shell:
+        "llava-gemma speed --results_dir results --out results/report --settings '{params.settings}' > {log} 2>&1"
+
+
+rule plot_training_loss:
+    input:
+        training_metrics(),
+    output:
+        report("results/report/loss.png", caption="../report/loss.rst", category="Training"),
+    params:
+        settings=settings(dict(cells=list(CELLS))),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/loss.log",
+    benchmark:
+        "benchmarks/report/loss.tsv"
+    shell:
+        "llava-gemma loss-plot --results_dir results --out results/report --settings '{params.settings}' > {log} 2>&1"
+
+
+rule summarise_data_filter:
+    input:
+        expand("data/prepared/{dataset}/filter_report.json", dataset=DATASETS),
+    output:
+        csv=report("results/report/data_filter.csv", caption="../report/data_filter.rst", category="Training"),
+        md="results/report/data_filter.md",
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/data_filter.log",
+    benchmark:
+        "benchmarks/report/data_filter.tsv"
+    shell:
+        "llava-gemma data-filter --prepared_dir data/prepared --out results/report > {log} 2>&1"
+
+
+rule compute_relevancy:
+    input:
+        unpack(relevancy_inputs),
+    output:
+        "results/report/relevancy/{cell}.json",
+    params:
+        settings=settings(dict(examples=relevancy_examples())),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/relevancy/{cell}.log",
+    benchmark:
+        "benchmarks/report/relevancy/{cell}.tsv"
+    shell:
+        "llava-gemma relevancy --model {input.model} --data data/raw/benchmarks --out {output}"
+        " --settings '{params.settings}' > {log} 2>&1"
+
+
+rule plot_relevancy:
+    input:
+        expand("results/report/relevancy/{cell}.json", cell=CELLS),
+    output:
+        report("results/report/relevancy.png", caption="../report/relevancy.rst", category="Relevancy maps"),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/relevancy.log",
+    benchmark:
+        "benchmarks/report/relevancy.tsv"
+    shell:
+        "llava-gemma relevancy-figure --maps {input} --out {output} > {log} 2>&1"

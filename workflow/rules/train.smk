@@ -1,6 +1,17 @@
 # Stage 1 trains one connector per (LM, tower) pair; stage 2 trains every cell.
 # Resumable checkpoints live in results/work/, beside the declared outputs, because Snakemake
-# deletes a job's declared outputs before it reruns the job.
+# deletes a job's declared outputs before it reruns the job; a rerun resumes from the newest
+# complete checkpoint there.
+#
+# Both rules start through `llava-gemma launch`: one process per device (`tasks` in all, over
+# `nodes` nodes). Profiles set these resources per rule (profiles/local, profiles/slurm-gpu,
+# profiles/slurm-gaudi); the defaults are config train.devices on one node. One task runs the
+# command in the launching process itself, so the toy study takes the same path as a cluster job.
+
+TRAIN_LAUNCH = (
+    f"llava-gemma launch --backend {config['train']['backend']} --tasks {{resources.tasks}}"
+    " --nodes {resources.nodes} --cpus_per_task {resources.cpus_per_task} --"
+)
 
 
 rule train_connector:
@@ -14,6 +25,10 @@ rule train_connector:
     params:
         settings=train_settings("stage1"),
         images=f"data/raw/{DATASETS['pretrain']['raw']}/{DATASETS['pretrain']['images']}",
+    resources:
+        nodes=1,
+        tasks=config["train"]["devices"],
+        cpus_per_task=1,
     conda:
         "../../envs/core.yaml"
     log:
@@ -21,7 +36,7 @@ rule train_connector:
     benchmark:
         "benchmarks/train_connector/{lm}_{tower}.tsv"
     shell:
-        "llava-gemma train --stage stage1 --lm {input.lm} --tower {input.tower} --data data/prepared/pretrain"
+        TRAIN_LAUNCH + " train --stage stage1 --lm {input.lm} --tower {input.tower} --data data/prepared/pretrain"
         " --image_root {params.images} --out results/stage1/{wildcards.lm}_{wildcards.tower}"
         " --work results/work/stage1/{wildcards.lm}_{wildcards.tower} --settings '{params.settings}' > {log} 2>&1"
 
@@ -35,6 +50,10 @@ rule train_cell:
         settings=train_settings("stage2"),
         images=f"data/raw/{DATASETS['instruct']['raw']}/{DATASETS['instruct']['images']}",
         connector=lambda w, input: f"--connector {input.connector}" if "connector" in input.keys() else "",
+    resources:
+        nodes=1,
+        tasks=config["train"]["devices"],
+        cpus_per_task=1,
     conda:
         "../../envs/core.yaml"
     log:
@@ -42,6 +61,6 @@ rule train_cell:
     benchmark:
         "benchmarks/train_cell/{cell}.tsv"
     shell:
-        "llava-gemma train --stage stage2 --lm {input.lm} --tower {input.tower} --data data/prepared/instruct"
+        TRAIN_LAUNCH + " train --stage stage2 --lm {input.lm} --tower {input.tower} --data data/prepared/instruct"
         " --image_root {params.images} --out {output.model} --work results/work/cells/{wildcards.cell}"
         " {params.connector} --settings '{params.settings}' > {log} 2>&1"

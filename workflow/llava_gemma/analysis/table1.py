@@ -1,19 +1,25 @@
-"""Table 1: one row per cell, the study's columns, from the cells' ``metrics.json`` files.
+"""Table 1: one row per cell (the paper's order), the study's columns, each with its 95% interval.
 
-Columns follow the paper (GQA, POPE and the others as fractions; MME in points; MM-Vet and
-VQAv2 in percent); a benchmark the config does not evaluate is left out of the table.
+Values come from the cells' ``metrics.json`` files (the benchmarks' official metrics; intervals
+are their bootstrap intervals). Units follow the paper: GQA, POPE, MMVP and ScienceQA-IMG as
+fractions, MME in points, MM-Vet and VQAv2 in percent. A benchmark the config does not evaluate
+stays in the table as a missing column, so a reader never mistakes "not run" for "left out".
+The best cell per column (highest value; ties all marked) is bold in the Markdown and LaTeX
+tables and named in the CSV's ``best_in`` column.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from llava_gemma.config import Cell
+from llava_gemma.errors import UserError
 
-# Table column -> (benchmark, metric key in its metrics.json)
+# Table column -> (benchmark, metric key in its metrics.json); intervals are <key>_ci_low/_ci_high.
 COLUMNS: dict[str, tuple[str, str]] = {
     "gqa": ("gqa", "accuracy"),
     "mme_cognition": ("mme", "cognition"),
@@ -25,23 +31,69 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "mmvp": ("mmvp", "pair_accuracy"),
     "scienceqa_img": ("scienceqa_img", "accuracy"),
 }
+# How the Markdown/LaTeX tables print a column: fractions with 3 decimals, points and percent with 1.
+DECIMALS = {"mme_cognition": 0, "mme_perception": 0, "mm_vet": 1, "vqav2": 1}
+FACTOR_COLUMNS = ["cell", "language_model", "vision_tower", "pretrain_connector"]
+MISSING = "–"  # printed for a benchmark the config does not evaluate
+
+
+def read_metrics(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"metrics file {path} is missing; run the evaluate_benchmark job that writes it "
+                        "(snakemake asks for it when the benchmark is listed under eval.benchmarks).")
+    return json.loads(path.read_text())
 
 
 def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:
+    """The table as data: value, ``<column>_ci_low``, ``<column>_ci_high`` per column (NaN when not run)."""
     rows = []
     for cell in cells:
-        row = {"cell": cell.name, "language_model": cell.language_model, "vision_tower": cell.vision_tower,
-               "pretrain_connector": "yes" if cell.pretrains_connector else "no"}
+        row: dict = {"cell": cell.name, "language_model": cell.language_model, "vision_tower": cell.vision_tower,
+                     "pretrain_connector": "yes" if cell.pretrains_connector else "no"}
         for column, (bench, key) in COLUMNS.items():
-            if bench not in benchmarks:
-                continue
-            metrics = json.loads((cells_dir / cell.name / "eval" / bench / "metrics.json").read_text())
-            row[column] = metrics[key]
+            metrics = read_metrics(cells_dir / cell.name / "eval" / bench / "metrics.json") \
+                if bench in benchmarks else {}
+            row[column] = metrics.get(key, math.nan)
+            row[f"{column}_ci_low"] = metrics.get(f"{key}_ci_low", math.nan)
+            row[f"{column}_ci_high"] = metrics.get(f"{key}_ci_high", math.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["best_in"] = [";".join(c for c, best in zip(COLUMNS, marks) if best) for marks in _best_marks(table)]
+    return table
+
+
+def _best_marks(table: pd.DataFrame) -> list[list[bool]]:
+    """Per row, per column: is this the column's best value (ties included)?"""
+    marks = []
+    for _, row in table.iterrows():
+        marks.append([not math.isnan(row[c]) and row[c] == table[c].max() for c in COLUMNS])
+    return marks
+
+
+def evaluated_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in COLUMNS if table[c].notna().any()]
+
+
+def format_number(value: float, column: str) -> str:
+    return f"{value:.{DECIMALS.get(column, 3)}f}"
+
+
+def format_cell(row: pd.Series, column: str, bold: tuple[str, str]) -> str:
+    """``value [low, high]``, the value wrapped in ``bold`` when it is the column's best."""
+    value = row[column]
+    if isinstance(value, float) and math.isnan(value):
+        return MISSING
+    text = format_number(value, column)
+    if column in str(row.get("best_in", "")).split(";"):
+        text = f"{bold[0]}{text}{bold[1]}"
+    low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+    if not (math.isnan(low) or math.isnan(high)):
+        text += f" [{format_number(low, column)}, {format_number(high, column)}]"
+    return text
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """A plain Markdown table of a DataFrame (floats with 3 decimals)."""
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     lines = [header, rule]
@@ -51,10 +103,33 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return MISSING
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
+    """Factor columns plus one ``value [interval]`` text column per benchmark column."""
+    shown = table[FACTOR_COLUMNS].copy()
+    for column in COLUMNS:
+        shown[column] = [format_cell(row, column, bold) for _, row in table.iterrows()]
+    return shown
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs table: best value per column in bold, intervals in brackets, '–' for not run."""
+    shown = table1_display(table, bold=(r"\textbf{", "}"))
+    names = [c.replace("_", r"\_") for c in shown.columns]
+    lines = [r"\begin{tabular}{" + "l" * len(FACTOR_COLUMNS) + "r" * len(COLUMNS) + "}", r"\toprule",
+             " & ".join(names) + r" \\", r"\midrule"]
+    for _, row in shown.iterrows():
+        lines.append(" & ".join(str(v).replace("_", r"\_") for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
 def write_table1(table: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "table1.csv", index=False, float_format="%.4f")
-    (out_dir / "table1.md").write_text(to_markdown(table))
+    (out_dir / "table1.md").write_text(to_markdown(table1_display(table)))
+    (out_dir / "table1.tex").write_text(to_latex(table))

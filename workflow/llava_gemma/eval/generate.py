@@ -1,12 +1,18 @@
 """Batched greedy generation for benchmark questions.
 
-Questions are sorted by prompt length so a batch pads little, left-padded (decoder-only), run
-with the KV cache, stopped at ``<end_of_turn>``/EOS (the checkpoint's generation config), and
-capped at the benchmark's ``max_new_tokens``. Answers come back in the questions' order.
+Every prompt is tokenized once and every distinct image preprocessed once (POPE asks 18 questions
+of each image, MME two). Questions are sorted by token length so a batch pads little,
+left-padded (decoder-only), run with the KV cache, stopped as soon as every row has emitted
+``<end_of_turn>``/EOS (both are eos ids of the checkpoint's generation config), and capped at
+the benchmark's ``max_new_tokens``. Answers come back in the questions' order.
+
+The inputs equal what ``processor(text=..., images=...)`` returns for the same batch (a test
+checks it), so answers do not depend on this bookkeeping.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -22,12 +28,6 @@ def chat_prompt(processor, question: Question) -> str:
                                          tokenize=False)
 
 
-def _batches(order: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(order), size):
-        yield order[start:start + size]
-
-
-@torch.inference_mode()
 def question_image(question: Question, image_processor, blind: bool) -> Image.Image:
     """The question's image, padded to a square; for the blind-image control, a blank square of
     the tower's mean colour instead, so the model gets the same number of image tokens but no content."""
@@ -35,23 +35,79 @@ def question_image(question: Question, image_processor, blind: bool) -> Image.Im
     return Image.new("RGB", image.size, mean_colour(image_processor)) if blind else image
 
 
+class PixelCache:
+    """Preprocessed pixels per image file, computed on first use and kept while they fit in
+    ``max_bytes`` (least recently used first out): a full-size VQAv2 test-dev would not fit."""
+
+    def __init__(self, image_processor, blind: bool, max_bytes: int = 1 << 30) -> None:
+        self.image_processor = image_processor
+        self.blind = blind
+        self.max_bytes = max_bytes
+        self._pixels: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def __call__(self, question: Question) -> torch.Tensor:
+        key = str(question.image_path)
+        if key in self._pixels:
+            self._pixels.move_to_end(key)
+            return self._pixels[key]
+        image = question_image(question, self.image_processor, self.blind)
+        pixels = self.image_processor(image, return_tensors="pt")["pixel_values"][0]
+        self._pixels[key] = pixels
+        self._bytes += pixels.nbytes
+        while self._bytes > self.max_bytes and len(self._pixels) > 1:
+            self._bytes -= self._pixels.popitem(last=False)[1].nbytes
+        return pixels
+
+
+def image_tokens(processor, pixels: torch.Tensor) -> int:
+    """How many tokens ``<image>`` stands for, by LlavaProcessor's own rule for these pixels."""
+    height, width = pixels.shape[-2:]
+    n = (height // processor.patch_size) * (width // processor.patch_size) + processor.num_additional_image_tokens
+    return n - 1 if processor.vision_feature_select_strategy == "default" else n
+
+
+def expand_image(processor, prompt: str, pixels: torch.Tensor) -> str:
+    """The prompt with ``<image>`` repeated once per image token, as the processor expands it."""
+    return prompt.replace(processor.image_token, processor.image_token * image_tokens(processor, pixels))
+
+
+def _batches(order: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(order), size):
+        yield order[start:start + size]
+
+
+def batch_inputs(processor, questions: Sequence[Question], prompts: Sequence[str], rows: Sequence[int],
+                 pixels: PixelCache) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids``/``attention_mask`` (and ``pixel_values`` if the rows have images)."""
+    texts = [prompts[i] for i in rows]
+    out: dict[str, torch.Tensor] = {}
+    if questions[rows[0]].image_path:
+        out["pixel_values"] = torch.stack([pixels(questions[i]) for i in rows])
+        texts = [expand_image(processor, t, out["pixel_values"][0]) for t in texts]
+    # Tokenized per batch, not all at once: expanded prompts of a large benchmark would not fit in memory.
+    out.update(processor.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt"))
+    return out
+
+
+@torch.inference_mode()
 def generate_answers(model, processor, questions: Sequence[Question], *, batch_size: int,
                      max_new_tokens: int, blind: bool = False) -> list[str]:
+    pixels = PixelCache(processor.image_processor, blind)
     prompts = [chat_prompt(processor, q) for q in questions]
-    order = sorted(range(len(questions)), key=lambda i: len(prompts[i]))
+    # Sorting by token length before expansion is the same order: <image> adds the same count to every row.
+    lengths = [len(ids) for ids in processor.tokenizer(prompts)["input_ids"]]
+    # Image and text-only questions never share a batch: the model pairs images with rows in order.
+    order = sorted(range(len(questions)), key=lambda i: (questions[i].image_path is None, lengths[i]))
     answers: list[str] = [""] * len(questions)
-    processor.tokenizer.padding_side = "left"
-    for idx in _batches(order, batch_size):
-        with_image = [i for i in idx if questions[i].image_path]
-        # A batch is all-image or all-text: the processor pairs images with prompts in order.
-        for group in (with_image, [i for i in idx if not questions[i].image_path]):
-            if not group:
+    for batch in _batches(order, batch_size):
+        for has_image in (True, False):
+            rows = [i for i in batch if (questions[i].image_path is not None) == has_image]
+            if not rows:
                 continue
-            images = ([question_image(questions[i], processor.image_processor, blind) for i in group]
-                      if group is with_image else None)
-            inputs = processor(text=[prompts[i] for i in group], images=images, return_tensors="pt", padding=True)
+            inputs = batch_inputs(processor, questions, prompts, rows, pixels)
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
-            for i, text in zip(group, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+            for i, text in zip(rows, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
                 answers[i] = text.strip()
     return answers

@@ -21,6 +21,8 @@ from llava_gemma.model.chat import END_OF_TURN, GEMMA_CHAT_TEMPLATE, IMAGE_TOKEN
 # Second-to-last layer of the tower, CLS dropped: the LLaVA-1.5 feature choice.
 VISION_FEATURE_LAYER = -2
 VISION_FEATURE_SELECT = "default"
+# Adding ``<image>`` grows the LM's embedding to the next multiple of this (tensor-core friendly).
+EMBEDDING_MULTIPLE = 64
 
 
 def prepare_tokenizer(path: str | Path):
@@ -37,6 +39,12 @@ def build_processor(tower_path: str | Path, tokenizer) -> LlavaProcessor:
     image_processor = AutoImageProcessor.from_pretrained(tower_path)
     patch_size = backbones.vision_config_of(backbones.AutoConfig.from_pretrained(tower_path)).patch_size
     family = backbones.tower_family(tower_path)
+    return processor_from_parts(image_processor, patch_size, family, tokenizer)
+
+
+def processor_from_parts(image_processor, patch_size: int, family: backbones.VisionTowerFamily,
+                         tokenizer) -> LlavaProcessor:
+    """The LLaVA processor of a tower (from a folder or from a shipped architecture) and a tokenizer."""
     tokenizer.padding_side = "left"  # batched generation; training collates its own batches
     return LlavaProcessor(
         image_processor=image_processor,
@@ -60,33 +68,58 @@ def image_side(image_processor) -> tuple[int, int]:
 
 def image_token_count(processor: LlavaProcessor) -> int:
     """How many tokens ``<image>`` expands to (576 for CLIP-L/14 at 336 px, 256 for DINOv2 at 224)."""
-    height, width = image_side(processor.image_processor)
-    return (height // processor.patch_size) * (width // processor.patch_size)
+    return image_tokens_for(processor.image_processor, processor.patch_size)
 
 
-def assemble_llava(lm_path: str | Path, tower_path: str | Path, dtype: torch.dtype = torch.float32,
-                   ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A LLaVA model with pretrained LM and tower and a freshly initialised connector."""
-    tokenizer = prepare_tokenizer(lm_path)
-    processor = build_processor(tower_path, tokenizer)
-    lm = backbones.load_language_model(lm_path, dtype)
-    if lm.get_input_embeddings().num_embeddings < len(tokenizer):
-        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
-    tower = backbones.load_vision_tower(tower_path, dtype)
+def image_tokens_for(image_processor, patch_size: int) -> int:
+    height, width = image_side(image_processor)
+    return (height // patch_size) * (width // patch_size)
 
-    config = LlavaConfig(
-        vision_config=backbones.vision_config_of(tower.config).to_dict(),
-        text_config=lm.config.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+
+def embedding_rows(current_rows: int, tokenizer_size: int) -> int:
+    """Rows of the LM's input embedding once every token of the tokenizer fits."""
+    if current_rows >= tokenizer_size:
+        return current_rows
+    return -(-tokenizer_size // EMBEDDING_MULTIPLE) * EMBEDDING_MULTIPLE
+
+
+def llava_config(text_config, vision_config, *, image_token_index: int, image_seq_length: int) -> LlavaConfig:
+    """The LLaVA-1.5 wiring of an LM and a tower; the real assembly and the meta-device cells share it."""
+    return LlavaConfig(
+        vision_config=vision_config.to_dict(),
+        text_config=text_config.to_dict(),
+        image_token_index=image_token_index,
         projector_hidden_act="gelu",
         vision_feature_layer=VISION_FEATURE_LAYER,
         vision_feature_select_strategy=VISION_FEATURE_SELECT,
-        image_seq_length=image_token_count(processor),
-        tie_word_embeddings=lm.config.tie_word_embeddings,
+        image_seq_length=image_seq_length,
+        tie_word_embeddings=text_config.tie_word_embeddings,
     )
-    # Build the shell on the meta device and move the loaded parts in: no second copy of a 7B LM.
+
+
+def llava_shell(config: LlavaConfig) -> LlavaForConditionalGeneration:
+    """The model on the meta device: every shape and parameter count, no memory, no weights."""
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
+        return LlavaForConditionalGeneration(config)
+
+
+def assemble_llava(lm_path: str | Path, tower_path: str | Path, dtype: torch.dtype = torch.float32,
+                   attn_implementation: str | None = None) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A LLaVA model with pretrained LM and tower and a freshly initialised connector;
+    ``attn_implementation`` (e.g. "sdpa") chooses the LM's attention kernel, None the library default."""
+    tokenizer = prepare_tokenizer(lm_path)
+    processor = build_processor(tower_path, tokenizer)
+    lm = backbones.load_language_model(lm_path, dtype, attn_implementation=attn_implementation)
+    rows = lm.get_input_embeddings().num_embeddings
+    if embedding_rows(rows, len(tokenizer)) != rows:
+        lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=EMBEDDING_MULTIPLE)
+    tower = backbones.load_vision_tower(tower_path, dtype)
+
+    config = llava_config(lm.config, backbones.vision_config_of(tower.config),
+                          image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                          image_seq_length=image_token_count(processor))
+    # Build the shell on the meta device and move the loaded parts in: no second copy of a 7B LM.
+    model = llava_shell(config)
     model.model.vision_tower = tower
     model.model.language_model = lm.model
     model.lm_head = lm.lm_head

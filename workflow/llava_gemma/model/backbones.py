@@ -56,8 +56,9 @@ def load_vision_tower(path: str | Path, dtype: torch.dtype = torch.float32) -> P
     return family.model_class.from_pretrained(path, torch_dtype=dtype)
 
 
-def load_language_model(path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
+def load_language_model(path: str | Path, dtype: torch.dtype = torch.float32,
+                        attn_implementation: str | None = None) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype, attn_implementation=attn_implementation)
 
 
 def load_tokenizer(path: str | Path):

@@ -3,11 +3,13 @@
 Rows stay in Arrow buffers (not Python objects), so data-loader workers share them. The collator
 expands the one ``<image>`` token of a row into the tower's image-token count, pads the image to
 a square of the tower's mean colour (LLaVA-1.5's ``pad`` aspect mode) and runs the tower's
-image processor, so the prepared data serve every tower and both LM sizes.
+image processor, so the prepared data serve every tower and both LM sizes. On HPU it pads each
+batch to one of a few bucket lengths, so graphs are compiled a few times rather than per batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +54,28 @@ class PreparedDataset(torch.utils.data.Dataset):
         }
 
 
-class LlavaCollator:
-    """Right-pads a batch; image tokens expanded and masked; ``pixel_values`` for image rows only."""
+def padded_width(longest: int, buckets: Sequence[int] | None) -> int:
+    """The batch width: the longest row, or the smallest bucket that holds it (static shapes on HPU)."""
+    if not buckets:
+        return longest
+    fitting = [b for b in buckets if b >= longest]
+    if not fitting:
+        raise ValueError(f"a batch row of {longest} tokens is longer than the largest length bucket "
+                         f"{max(buckets)}; add a bucket of at least data.max_length to train.length_buckets.")
+    return min(fitting)
 
-    def __init__(self, image_processor, image_token_id: int, image_tokens: int, pad_token_id: int):
+
+class LlavaCollator:
+    """Right-pads a batch (to its longest row, or to a length bucket); image tokens expanded and
+    masked; ``pixel_values`` for image rows only."""
+
+    def __init__(self, image_processor, image_token_id: int, image_tokens: int, pad_token_id: int,
+                 length_buckets: Sequence[int] | None = None):
         self.image_processor = image_processor
         self.image_token_id = image_token_id
         self.image_tokens = image_tokens
         self.pad_token_id = pad_token_id
+        self.length_buckets = tuple(sorted(length_buckets)) if length_buckets else None
 
     def expand(self, ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         where = np.flatnonzero(ids == self.image_token_id)
@@ -72,7 +88,7 @@ class LlavaCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         expanded = [self.expand(r["input_ids"], r["labels"]) for r in rows]
-        width = max(len(ids) for ids, _ in expanded)
+        width = padded_width(max(len(ids) for ids, _ in expanded), self.length_buckets)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)

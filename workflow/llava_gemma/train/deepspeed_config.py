@@ -1,33 +1,53 @@
-"""DeepSpeed configs for the two stages; HF Trainer fills the ``auto`` values from its arguments.
+"""DeepSpeed configs for the two stages, per backend.
 
-``train_batch_size`` is left out on purpose: with several processes "auto" there trips an
-assertion; micro-batch and accumulation determine it.
+The batch values are written out from the ``BatchPlan`` (not "auto"): HF Trainer then checks its
+own arguments against them, and DeepSpeed asserts micro-batch x accumulation x world size ==
+global batch when the engine starts, so a wrong device count stops the run instead of silently
+training with another batch. The remaining "auto" values are filled by the Trainer from its
+arguments (learning rate, clipping, ...).
+
+cuda and cpu use DeepSpeed's own AdamW. hpu uses the Gaudi form of optimum-habana's docs: no
+optimizer section (GaudiTrainer hands DeepSpeed Habana's FusedAdamW, see train/gaudi.py), and
+overlap_comm, reduce_scatter and contiguous_gradients off, as in Habana's validated ZeRO configs.
 """
 
 from __future__ import annotations
 
+from llava_gemma.train.batch_plan import BatchPlan
 
-def deepspeed_config(zero_stage: int, precision: str, backend: str) -> dict:
+
+def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: BatchPlan) -> dict:
     config: dict = {
-        "train_micro_batch_size_per_gpu": "auto",
-        "gradient_accumulation_steps": "auto",
+        "train_batch_size": batch.global_batch_size,
+        "train_micro_batch_size_per_gpu": batch.micro_batch_size,
+        "gradient_accumulation_steps": batch.accumulation_steps,
         "gradient_clipping": "auto",
-        "zero_optimization": {"stage": zero_stage, "contiguous_gradients": True, "overlap_comm": backend != "cpu"},
+        "zero_optimization": _zero_section(zero_stage, backend),
         "bf16": {"enabled": precision == "bf16"},
-        "optimizer": {
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if backend != "hpu":
+        config["optimizer"] = {
             "type": "AdamW",
             # torch's AdamW on CPU: DeepSpeed's fused op would be compiled first (about a minute).
             "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto",
                        "torch_adam": backend == "cpu"},
-        },
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
+        }
+    return config
+
+
+def _zero_section(zero_stage: int, backend: str) -> dict:
+    if backend == "hpu":
+        zero: dict = {"stage": zero_stage, "overlap_comm": False, "reduce_scatter": False,
+                      "contiguous_gradients": False}
+    else:
+        zero = {"stage": zero_stage, "contiguous_gradients": True, "overlap_comm": backend == "cuda"}
     if zero_stage == 3:
-        config["zero_optimization"].update({
+        zero.update({
             "stage3_gather_16bit_weights_on_model_save": True,  # save_model writes whole weights
             "stage3_param_persistence_threshold": "auto",
             "stage3_prefetch_bucket_size": "auto",
             "reduce_bucket_size": "auto",
         })
-    return config
+    return zero

@@ -5,11 +5,16 @@ Two formats, as LLaVA-1.5 trains:
 - ``gemma`` (stage 2): Gemma's chat turns; only the text of model turns and their
   ``<end_of_turn>`` carry labels.
 
-Turns are tokenized one at a time so the label boundaries are exact, and the result is checked
-against tokenizing the whole rendered conversation at once (``tokenize_many`` does both for a
-whole batch in two tokenizer calls). When the two disagree (a merge
-across a turn boundary, an unexpected special token) that is a ``MaskingMismatch``, counted by
-the caller, never a silently misaligned or fully masked sample.
+The rendered conversation is tokenized once, as the model will see it, and the label mask is
+read off the token ids: ``<start_of_turn>``, ``<end_of_turn>`` and ``<image>`` are added tokens,
+so the tokenizer always cuts the text at them, and the one boundary it does not cut for sure
+(an answer's start, right after ``<start_of_turn>model\\n``) is checked by finding exactly the
+prefix's own tokens there. A conversation that does not have that shape (a merge across the
+answer's start, a forged turn marker in the text) is a ``MaskingMismatch``, counted by the
+caller, never a silently misaligned or fully masked sample. This gives the same ids and labels
+as tokenizing each turn alone and checking the concatenation against the whole (the former
+method, kept as the oracle in tests/test_masking.py), at half the tokenizer work and without
+offsets (``encode_batch_fast``).
 """
 
 from __future__ import annotations
@@ -18,17 +23,22 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerFast
 
-from llava_gemma.model.chat import END_OF_TURN, IMAGE_TOKEN, ROLE_OF_SPEAKER, render_turn, turn_prefix
+from llava_gemma.errors import UserError
+from llava_gemma.model.chat import END_OF_TURN, IMAGE_TOKEN, ROLE_OF_SPEAKER, START_OF_TURN, render_turn, turn_prefix
 
 IGNORE_INDEX = -100
 
 
 class MaskingMismatch(ValueError):
-    """Per-turn tokenization disagrees with whole-conversation tokenization."""
+    """The tokens of the whole conversation do not split cleanly at the turn and answer boundaries."""
 
 
 class NoSupervisedTokens(ValueError):
     """Every label is masked: the sample would teach nothing."""
+
+
+class UnsuitableTokenizer(UserError, ValueError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -41,53 +51,63 @@ class TokenizedSample:
         return sum(label != IGNORE_INDEX for label in self.labels)
 
 
+@dataclass(frozen=True)
+class ChatLayout:
+    """The token ids the masking looks for, checked once per tokenizer."""
+
+    bos: int
+    eos: int
+    start_of_turn: int
+    end_of_turn: int
+    model_prefix: tuple[int, ...]  # "<start_of_turn>model\n"
+    image_head: tuple[int, ...]  # "<bos><image>\n", the unsupervised start of a stage-1 sample
+
+    @staticmethod
+    def of(tokenizer) -> ChatLayout:
+        added = {tok.content for tok in tokenizer.added_tokens_decoder.values()}
+        missing = [t for t in (START_OF_TURN, END_OF_TURN, IMAGE_TOKEN) if t not in added]
+        if missing or tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+            raise UnsuitableTokenizer(
+                f"the tokenizer of `tokenizer_from` lacks {', '.join(missing) or 'a bos or eos token'} as a single "
+                "added token; use Gemma's tokenizer (it has them; prepare_tokenizer adds <image>).")
+        return ChatLayout(
+            bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id,
+            start_of_turn=tokenizer.convert_tokens_to_ids(START_OF_TURN),
+            end_of_turn=tokenizer.convert_tokens_to_ids(END_OF_TURN),
+            model_prefix=tuple(_encode(tokenizer, turn_prefix("model"))),
+            image_head=(tokenizer.bos_token_id, *_encode(tokenizer, IMAGE_TOKEN + "\n")))
+
+
 def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids
 
 
 def tokenize_plain(conversations: list[dict], tokenizer) -> TokenizedSample:
     """Stage-1 format: the instruction is dropped, the image is followed by its caption."""
-    caption = conversations[1]["value"].strip()
-    head = [tokenizer.bos_token_id, *_encode(tokenizer, IMAGE_TOKEN + "\n")]
-    whole = tokenizer(IMAGE_TOKEN + "\n" + caption, add_special_tokens=True).input_ids
-    return _assemble_plain(head, _encode(tokenizer, caption), whole, tokenizer.eos_token_id)
+    return _raise_if_failed(tokenize_many([conversations], tokenizer, "plain")[0])
 
 
 def tokenize_gemma_chat(conversations: list[dict], tokenizer) -> TokenizedSample:
     """Stage-2 format: Gemma chat turns, labels on model turns (text + ``<end_of_turn>``)."""
-    roles, texts = _render(conversations)
-    segments = [_encode(tokenizer, text) for text in texts]
-    whole = tokenizer("".join(texts), add_special_tokens=True).input_ids
-    return _assemble_gemma(roles, segments, whole, _GemmaIds.of(tokenizer))
+    return _raise_if_failed(tokenize_many([conversations], tokenizer, "gemma")[0])
 
 
-def tokenize_many(conversations: list[list[dict]], tokenizer, fmt: str,
-                  cache: dict[str, list[int]] | None = None) -> list[TokenizedSample | ValueError]:
-    """``FORMATS[fmt]`` over many conversations with two tokenizer calls in all (per-turn, whole).
+def tokenize_many(conversations: list[list[dict]], tokenizer, fmt: str) -> list[TokenizedSample | ValueError]:
+    """``FORMATS[fmt]`` over many conversations with one tokenizer call in all.
 
-    Same checks and results as the one-at-a-time functions; a failing conversation yields its
-    ``MaskingMismatch``/``NoSupervisedTokens`` in place of a sample, so one bad record never
-    stops a batch. ``cache`` (kept by the caller across batches) remembers the tokens of short
-    turns, which repeat across a dataset ("Yes", "What color is the bus?"); an encoding depends
-    on the text alone, so the result is the same.
+    A failing conversation yields its ``MaskingMismatch``/``NoSupervisedTokens`` in place of a
+    sample, so one bad record never stops a batch.
     """
+    layout = ChatLayout.of(tokenizer)
     if fmt == "plain":
-        captions = [turns[1]["value"].strip() for turns in conversations]
-        head = [tokenizer.bos_token_id, *_encode(tokenizer, IMAGE_TOKEN + "\n")]
-        bodies = encode_many(tokenizer, captions, add_special_tokens=False)
-        wholes = encode_many(tokenizer, [IMAGE_TOKEN + "\n" + c for c in captions], add_special_tokens=True)
-        return [_as_value(_assemble_plain, head, b, w, tokenizer.eos_token_id) for b, w in zip(bodies, wholes)]
+        texts = [IMAGE_TOKEN + "\n" + turns[1]["value"].strip() for turns in conversations]
+        return [_as_value(_assemble_plain, ids, layout)
+                for ids in encode_many(tokenizer, texts, add_special_tokens=True)]
     if fmt != "gemma":
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(FORMATS)}.")
     rendered = [_render(turns) for turns in conversations]
-    flat = _encode_turns(tokenizer, [text for _, texts in rendered for text in texts], cache)
-    wholes = encode_many(tokenizer, ["".join(texts) for _, texts in rendered], add_special_tokens=True)
-    ids = _GemmaIds.of(tokenizer)
-    out, at = [], 0
-    for (roles, texts), whole in zip(rendered, wholes):
-        out.append(_as_value(_assemble_gemma, roles, flat[at: at + len(texts)], whole, ids))
-        at += len(texts)
-    return out
+    wholes = encode_many(tokenizer, [text for _, text in rendered], add_special_tokens=True)
+    return [_as_value(_assemble_gemma, roles, ids, layout) for (roles, _), ids in zip(rendered, wholes)]
 
 
 def encode_many(tokenizer, texts: list[str], *, add_special_tokens: bool) -> list[list[int]]:
@@ -100,64 +120,48 @@ def encode_many(tokenizer, texts: list[str], *, add_special_tokens: bool) -> lis
     return tokenizer(texts, add_special_tokens=add_special_tokens).input_ids
 
 
-CACHED_TURN_CHARS = 160  # longer turns rarely repeat
-
-
-def _encode_turns(tokenizer, texts: list[str], cache: dict[str, list[int]] | None) -> list[list[int]]:
-    if cache is None:
-        return encode_many(tokenizer, texts, add_special_tokens=False)
-    if len(cache) > 200_000:  # bounded: a worker's memory must not grow with the dataset
-        cache.clear()
-    missing = list(dict.fromkeys(t for t in texts if t not in cache))
-    fresh = dict(zip(missing, encode_many(tokenizer, missing, add_special_tokens=False)))
-    cache.update((t, ids) for t, ids in fresh.items() if len(t) <= CACHED_TURN_CHARS)
-    return [fresh[t] if t in fresh else cache[t] for t in texts]
-
-
-@dataclass(frozen=True)
-class _GemmaIds:
-    bos: int
-    end_of_turn: int
-    model_prefix: tuple[int, ...]
-
-    @staticmethod
-    def of(tokenizer) -> _GemmaIds:
-        return _GemmaIds(tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN),
-                         tuple(_encode(tokenizer, turn_prefix("model"))))
-
-
-def _render(conversations: list[dict]) -> tuple[list[str], list[str]]:
+def _render(conversations: list[dict]) -> tuple[list[str], str]:
     roles = [ROLE_OF_SPEAKER[turn["from"]] for turn in conversations]
-    return roles, [render_turn(role, turn["value"]) for role, turn in zip(roles, conversations)]
+    return roles, "".join(render_turn(role, turn["value"]) for role, turn in zip(roles, conversations))
 
 
-def _assemble_plain(head: list[int], body: list[int], whole: list[int], eos: int) -> TokenizedSample:
-    body = [*body, eos]
-    ids = head + body
-    if ids != whole + [eos]:
+def _assemble_plain(ids: list[int], g: ChatLayout) -> TokenizedSample:
+    head = len(g.image_head)
+    if tuple(ids[:head]) != g.image_head:
         raise MaskingMismatch("caption tokenizes differently after the image token")
-    return _checked(TokenizedSample(ids, [IGNORE_INDEX] * len(head) + body), supervised=len(body))
+    ids.append(g.eos)
+    return _checked(TokenizedSample(ids, [IGNORE_INDEX] * head + ids[head:]), supervised=len(ids) - head)
 
 
-def _assemble_gemma(roles: list[str], segments: list[list[int]], whole: list[int], g: _GemmaIds) -> TokenizedSample:
-    """Per-turn token lists into one sample; checked against the whole conversation's tokens."""
-    ids = [g.bos]
-    labels = [IGNORE_INDEX]
+def _assemble_gemma(roles: list[str], ids: list[int], g: ChatLayout) -> TokenizedSample:
+    """Labels for the whole conversation's tokens: a model turn's answer through its ``<end_of_turn>``."""
+    if not ids or ids[0] != g.bos:
+        raise MaskingMismatch("the tokenizer did not start the conversation with <bos>")
+    starts = _positions(ids, g.start_of_turn)
+    if len(starts) != len(roles):
+        raise MaskingMismatch(f"{len(starts)} <start_of_turn> tokens for {len(roles)} turns")
+    labels = [IGNORE_INDEX] * len(ids)
     n_prefix = len(g.model_prefix)
     supervised = 0
-    for role, seg in zip(roles, segments):
-        ids += seg
+    for role, start, end in zip(roles, starts, [*starts[1:], len(ids)]):
         if role != "model":
-            labels += [IGNORE_INDEX] * len(seg)
             continue
-        if tuple(seg[:n_prefix]) != g.model_prefix or seg.count(g.end_of_turn) != 1:
+        if tuple(ids[start: start + n_prefix]) != g.model_prefix or ids.count(g.end_of_turn, start, end) != 1:
             raise MaskingMismatch("model turn does not start with its prefix or has not exactly one <end_of_turn>")
-        stop = seg.index(g.end_of_turn) + 1  # the answer through its <end_of_turn>
-        labels += [IGNORE_INDEX] * n_prefix + seg[n_prefix:stop] + [IGNORE_INDEX] * (len(seg) - stop)
-        supervised += stop - n_prefix
-    if whole != ids:
-        raise MaskingMismatch("per-turn and whole-conversation tokenization differ")
+        answer, stop = start + n_prefix, ids.index(g.end_of_turn, start, end) + 1  # through its <end_of_turn>
+        labels[answer:stop] = ids[answer:stop]
+        supervised += stop - answer
     return _checked(TokenizedSample(ids, labels), supervised=supervised)
+
+
+def _positions(ids: list[int], token: int) -> list[int]:
+    out, at = [], -1
+    try:
+        while True:
+            at = ids.index(token, at + 1)  # list.index scans in C: no Python loop over every token
+            out.append(at)
+    except ValueError:
+        return out
 
 
 def _as_value(assemble, *args) -> TokenizedSample | ValueError:
@@ -167,6 +171,12 @@ def _as_value(assemble, *args) -> TokenizedSample | ValueError:
         return err
 
 
+def _raise_if_failed(result: TokenizedSample | ValueError) -> TokenizedSample:
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
 def _checked(sample: TokenizedSample, supervised: int | None = None) -> TokenizedSample:
     if (sample.supervised if supervised is None else supervised) == 0:
         raise NoSupervisedTokens("the conversation has no model tokens to learn from")
@@ -174,4 +184,3 @@ def _checked(sample: TokenizedSample, supervised: int | None = None) -> Tokenize
 
 
 FORMATS = {"plain": tokenize_plain, "gemma": tokenize_gemma_chat}
-

@@ -1,0 +1,1 @@
+"""Helpers of the SLURM tests (tests/test_slurm.py): the local cluster and what Snakemake reports."""

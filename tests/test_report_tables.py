@@ -1,0 +1,154 @@
+"""Report tables from fixture outputs: Table 1 layout, ours vs the paper, speed, loss curves, data filter."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from llava_gemma.analysis.paper import build_comparison, comparison_markdown, paper_table
+from llava_gemma.analysis.speed import build_speed, relative_speed, write_speed
+from llava_gemma.analysis.table1 import COLUMNS, build_table1, write_table1
+from llava_gemma.analysis.training import data_filter_summary, loss_curves, write_loss_plot
+from llava_gemma.config import Cell
+from llava_gemma.errors import UserError
+
+CELLS = [Cell(lm, tower, c) for lm in ("2b", "7b") for tower in ("clip", "dinov2") for c in ("pretrain", "skip")]
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def fixture_metrics(cells_dir: Path, cells: list[Cell] = CELLS) -> dict[str, float]:
+    """POPE and GQA metrics per cell; 7b_dinov2_skip is best at GQA, two cells tie for the best POPE F1."""
+    gqa = {}
+    for i, cell in enumerate(cells):
+        gqa[cell.name] = 0.30 + 0.01 * i
+        write_json(cells_dir / cell.name / "eval" / "gqa" / "metrics.json",
+                   {"accuracy": gqa[cell.name], "accuracy_ci_low": gqa[cell.name] - 0.02,
+                    "accuracy_ci_high": gqa[cell.name] + 0.02, "questions": 100, "wall_seconds": 2.0})
+        f1 = 0.8 if cell.name in ("2b_clip_pretrain", "7b_clip_skip") else 0.7
+        write_json(cells_dir / cell.name / "eval" / "pope" / "metrics.json",
+                   {"accuracy": 0.75, "accuracy_ci_low": 0.7, "accuracy_ci_high": 0.8, "f1": f1,
+                    "f1_ci_low": f1 - 0.05, "f1_ci_high": f1 + 0.05, "questions": 300, "wall_seconds": 3.0})
+    return gqa
+
+
+def test_table1_layout_intervals_best_marks_and_missing_columns(tmp_path):
+    gqa = fixture_metrics(tmp_path / "cells")
+    table = build_table1(CELLS, ["pope", "gqa"], tmp_path / "cells")
+    assert list(table["cell"]) == [c.name for c in CELLS]  # the paper's order: the grid's order
+    for column in COLUMNS:  # every study column is there, evaluated or not
+        assert {column, f"{column}_ci_low", f"{column}_ci_high"} <= set(table.columns)
+    assert table["mmvp"].isna().all() and table["mme_perception"].isna().all()
+    assert table.set_index("cell").loc["2b_dinov2_skip", "gqa"] == pytest.approx(gqa["2b_dinov2_skip"])
+    best = table.set_index("cell")["best_in"]
+    assert best["7b_dinov2_skip"] == "gqa;pope_acc"
+    assert "pope_f1" in best["2b_clip_pretrain"] and "pope_f1" in best["7b_clip_skip"]  # tie: both marked
+    assert "pope_f1" not in best["2b_clip_skip"]
+    assert all("pope_acc" in b for b in best)  # every cell ties on POPE accuracy
+
+    write_table1(table, tmp_path / "report")
+    md = (tmp_path / "report" / "table1.md").read_text().splitlines()
+    row = next(line for line in md if line.startswith("| 7b_dinov2_skip"))
+    assert "**0.370** [0.350, 0.390]" in row  # best value in bold, with its interval
+    assert "| – |" in row  # MMVP etc. not evaluated: shown as missing
+    tex = (tmp_path / "report" / "table1.tex").read_text()
+    assert r"\textbf{0.370} [0.350, 0.390]" in tex and r"\bottomrule" in tex
+    csv = pd.read_csv(tmp_path / "report" / "table1.csv")
+    assert list(csv.columns) == list(table.columns)
+
+
+def test_table1_names_a_missing_metrics_file(tmp_path):
+    with pytest.raises(UserError, match="evaluate_benchmark"):
+        build_table1(CELLS[:1], ["gqa"], tmp_path / "cells")
+
+
+def test_paper_table_ships_with_its_source():
+    paper = paper_table()
+    assert len(paper) == 10 and set(COLUMNS) <= set(paper.columns)
+    gemma = paper[paper["lm_level"].notna()]
+    assert len(gemma) == 8 and set(gemma["language_model_hub"]) == {"google/gemma-2b-it", "google/gemma-7b-it"}
+    from importlib import resources
+
+    text = resources.files("llava_gemma.analysis").joinpath("paper_table1.csv").read_text()
+    assert "arXiv 2404.01331" in text.splitlines()[0]
+
+
+def test_comparison_matches_by_checkpoint_or_level_name(tmp_path):
+    fixture_metrics(tmp_path / "cells")
+    table = build_table1(CELLS, ["pope", "gqa"], tmp_path / "cells")
+    hubs = {"2b": "google/gemma-2b-it", "7b": "google/gemma-7b-it", "clip": "openai/clip-vit-large-patch14-336",
+            "dinov2": "facebook/dinov2-giant"}
+    by_hub = build_comparison(table, hubs)
+    assert set(by_hub["matched_by"]) == {"checkpoint"} and by_hub["cell"].nunique() == 8
+    row = by_hub[(by_hub["cell"] == "2b_dinov2_pretrain") & (by_hub["metric"] == "gqa")].iloc[0]
+    assert row["paper"] == pytest.approx(0.587) and row["difference"] == pytest.approx(row["ours"] - 0.587)
+    # A different checkpoint for one level: those cells are not the paper's and are left out.
+    other = build_comparison(table, {**hubs, "7b": "someone/else-7b"})
+    assert set(other["cell"]) == {c.name for c in CELLS if c.language_model == "2b"}
+    # Toy levels (no hub id) match by the paper config's level names.
+    toy = build_comparison(table, dict.fromkeys(hubs))
+    assert set(toy["matched_by"]) == {"level name"}
+    md = comparison_markdown(toy)
+    assert "arXiv 2404.01331" in md and "0.300 / 0.531 (-0.231)" in md
+    renamed = build_table1([Cell("small", "clip", "pretrain")], [], tmp_path / "cells")
+    assert "No cell of this grid matches" in comparison_markdown(build_comparison(renamed, {}))
+
+
+def fixture_training(results: Path) -> None:
+    for cell in CELLS:
+        fast = cell.language_model == "2b"
+        model = results / "cells" / cell.name / "model"
+        write_json(model / "train_metrics.json", {"wall_seconds": 10.0 if fast else 40.0, "samples": 100,
+                                                  "tokens": 5000, "train_samples_per_second": 20.0 if fast else 5.0})
+        (model / "train_log.jsonl").write_text("".join(json.dumps({"loss": 3.0 / s, "step": s}) + "\n"
+                                                       for s in range(1, 11)) + json.dumps({"train_loss": 1.0}) + "\n")
+        if cell.pretrains_connector:
+            stage1 = results / "stage1" / cell.pair
+            write_json(stage1 / "train_metrics.json", {"wall_seconds": 5.0, "samples": 200, "tokens": 4000,
+                                                       "train_samples_per_second": 40.0 if fast else 20.0,
+                                                       "mfu": 0.31, "tokens_per_second": 999.0})
+            (stage1 / "train_log.jsonl").write_text(json.dumps({"loss": 1.0, "step": 1}) + "\n")
+
+
+def test_speed_table_and_relative_speed(tmp_path):
+    fixture_metrics(tmp_path / "cells")
+    fixture_training(tmp_path)
+    speed = build_speed(CELLS, ["pope", "gqa"], tmp_path).set_index("cell")
+    assert speed.loc["2b_clip_pretrain", "stage2_tokens_per_s"] == pytest.approx(5000 * 20.0 / 100)
+    assert speed.loc["2b_clip_pretrain", "stage1_tokens_per_s"] == 999.0  # recorded by the job: taken as is
+    assert speed.loc["2b_clip_pretrain", "stage1_mfu"] == 0.31
+    assert math.isnan(speed.loc["2b_clip_skip", "stage1_samples_per_s"])  # skip cells have no stage 1
+    assert math.isnan(speed.loc["2b_clip_pretrain", "stage2_mfu"])  # not measured: blank, not zero
+    assert speed.loc["7b_clip_skip", "eval_questions_per_s"] == pytest.approx(400 / 5.0)
+    relative = relative_speed(speed.reset_index()).set_index("stage")
+    assert relative.loc["stage2", "throughput_ratio"] == pytest.approx(0.25)
+    assert relative.loc["stage1", "throughput_ratio"] == pytest.approx(0.5) and relative.loc["stage1", "pairs"] == 2
+    write_speed(speed.reset_index(), tmp_path / "report")
+    assert (tmp_path / "report" / "speed.png").stat().st_size > 10_000
+    assert pd.read_csv(tmp_path / "report" / "speed_relative.csv")["comparison"].iloc[0] == "7b / 2b"
+
+
+def test_loss_curves_and_plot(tmp_path):
+    fixture_training(tmp_path)
+    curves = loss_curves(CELLS, tmp_path)
+    assert set(curves["stage1"]) == {"2b_clip", "2b_dinov2", "7b_clip", "7b_dinov2"}
+    assert list(curves["stage2"]["7b_clip_skip"]["step"]) == list(range(1, 11))  # summary line left out
+    write_loss_plot(CELLS, tmp_path, tmp_path / "report")
+    assert (tmp_path / "report" / "loss.png").stat().st_size > 10_000
+
+
+def test_data_filter_summary(tmp_path):
+    write_json(tmp_path / "instruct" / "filter_report.json", {
+        "total": 10, "kept": 8, "sources": {"coco": {"total": 10, "kept": 8, "kept_fraction": 0.8,
+                                                     "dropped": {"too_long": 2}, "repaired": {}}},
+        "images": {"distinct": 9, "converted": 1, "unusable": {"truncated": 1}}})
+    summary = data_filter_summary(tmp_path)
+    coco = summary.iloc[0]
+    assert (coco["dataset"], coco["source"], coco["kept"], coco["dropped"]) == ("instruct", "coco", 8, "too_long: 2")
+    assert summary.iloc[1]["kept"] == 8 and "converted: 1" in summary.iloc[1]["repaired"]

@@ -1,0 +1,84 @@
+"""Benchmark: padded tokens per epoch with three ways of padding a training batch.
+
+For a prepared dataset (``data/prepared/<dataset>/data.parquet``) this shuffles the samples as the
+Trainer's random sampler does, cuts them into micro-batches, and counts the tokens the device
+processes when every batch is padded to a fixed length (data.max_length, what static shapes would
+need without buckets), to the smallest length bucket that holds it (what the hpu backend does),
+or to its longest sample (what cpu and cuda do). It prints real and padded tokens, the share of
+padding, the saving of buckets over the fixed length, and how many distinct batch shapes (HPU
+graphs to compile) each way produces. Usage:
+
+    python tools/bench_padding.py --data data/prepared/instruct/data.parquet --batch-size 16 \\
+        --buckets 256 512 1024 2048 --pad-to 2048 [--image-tokens 576]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from llava_gemma.train.dataset import padded_width
+
+
+def sample_lengths(parquet: Path, image_tokens: int | None) -> np.ndarray:
+    """Tokens per sample after ``<image>`` expansion: as prepared (``length``), or for a tower with
+    ``image_tokens`` image tokens (the prepared length counts the largest tower's)."""
+    table = pq.read_table(parquet, columns=["input_ids", "image", "length"])
+    if image_tokens is None:
+        return table.column("length").to_numpy().astype(np.int64)
+    ids = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+    has_image = pc.fill_null(pc.greater(pc.utf8_length(table.column("image")), 0), False).to_numpy()
+    return ids + has_image * (image_tokens - 1)
+
+
+def batch_widths(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    return [lengths[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+
+
+def padding_table(batches: list[np.ndarray], buckets: list[int], pad_to: int) -> list[dict]:
+    real = int(sum(b.sum() for b in batches))
+    ways = {
+        f"to {pad_to}": [pad_to for _ in batches],
+        "to bucket": [padded_width(int(b.max()), buckets) for b in batches],
+        "to longest": [int(b.max()) for b in batches],
+    }
+    rows = []
+    for name, widths in ways.items():
+        total = int(sum(w * len(b) for w, b in zip(widths, batches)))
+        rows.append({"padding": name, "tokens": total, "real": real, "pad": total - real,
+                     "pad_share": (total - real) / total, "shapes": len(set(widths))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/prepared/instruct/data.parquet"))
+    parser.add_argument("--batch-size", type=int, default=16, help="micro-batch per device (stage 2 of the paper)")
+    parser.add_argument("--buckets", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    parser.add_argument("--pad-to", type=int, default=2048, help="the fixed length (data.max_length)")
+    parser.add_argument("--image-tokens", type=int, help="image tokens of the tower (default: as prepared)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    lengths = sample_lengths(args.data, args.image_tokens)
+    if lengths.max() > args.pad_to:
+        parser.error(f"the longest sample has {lengths.max()} tokens, more than --pad-to {args.pad_to}")
+    batches = batch_widths(lengths, args.batch_size, args.seed)
+    rows = padding_table(batches, sorted(args.buckets), args.pad_to)
+    print(f"{args.data}: {len(lengths)} samples, lengths {lengths.min()}..{lengths.max()} "
+          f"(median {int(np.median(lengths))}), {len(batches)} batches of {args.batch_size}, "
+          f"buckets {sorted(args.buckets)}")
+    print(f"{'padding':<12}{'tokens':>14}{'padding tokens':>16}{'pad share':>11}{'shapes':>8}")
+    for r in rows:
+        print(f"{r['padding']:<12}{r['tokens']:>14,}{r['pad']:>16,}{r['pad_share']:>10.1%}{r['shapes']:>8}")
+    fixed, bucket, longest = (r["tokens"] for r in rows)
+    print(f"buckets process {1 - bucket / fixed:.1%} fewer tokens than padding to {args.pad_to}, "
+          f"and {bucket / longest - 1:.1%} more than padding to the longest sample.")
+
+
+if __name__ == "__main__":
+    main()

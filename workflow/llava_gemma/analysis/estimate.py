@@ -1,0 +1,206 @@
+"""``llava-gemma estimate``: training FLOPs of every real cell, predicted hours, and the paper's MFU.
+
+For each cell of a config whose backbones are hub ids with a shipped architecture, the model
+FLOPs (``train/flops.py``) of stage 1 (pretrain cells only) and stage 2 over their datasets, the
+hours that takes on ``devices`` devices of a given peak at a given MFU, and the MFU that the
+study's reported wall times imply (about 4 h for the 2B cells and 16 h for the 7B ones, both
+stages, on 8 Gaudi 2; arXiv 2404.01331).
+
+Without prepared data the token counts are documented estimates (``WorkloadDefaults``); a
+prepared ``data/prepared/{pretrain,instruct}/data.parquet`` replaces them with its real samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import UserError
+from llava_gemma.model.architectures.cells import cell_config
+from llava_gemma.train.flops import DEVICE_PEAK_TFLOPS, CellShapes, training_flops
+
+# The study's wall time per cell for both stages on 8 Gaudi 2 (arXiv 2404.01331), by language model.
+PAPER_HOURS = {"google/gemma-2b-it": 4.0, "google/gemma-7b-it": 16.0}
+PAPER_DEVICES = 8
+PAPER_PEAK_TFLOPS = DEVICE_PEAK_TFLOPS["gaudi2"]
+# Which stage a prepared dataset (its folder under data/prepared) trains.
+PREPARED_STAGE = {"pretrain": "stage1", "instruct": "stage2"}
+
+
+@dataclass(frozen=True)
+class WorkloadDefaults:
+    """Dataset sizes and mean text tokens per sample when no prepared data are given.
+
+    Sizes are the record counts of the files config.yaml downloads: LLaVA-CC3M-Pretrain-595K's
+    chat.json (595,375 caption pairs; LLaVA-1.5's own blip_laion_cc_sbu_558k has 558,128) and
+    llava_v1_5_mix665k.json (665,298 conversations, of which the 40,688 ShareGPT ones have no image;
+    LLaVA-1.5 paper, Table 7). Mean text tokens (Gemma chat markup included, image tokens not) are
+    estimates: a caption pair is a short instruction plus a one-sentence caption, about 40 tokens;
+    the instruction mix's multi-turn conversations (VQA grouped per image, long ShareGPT dialogues)
+    average a few hundred, taken as 300. Pass --prepared for the real counts.
+    """
+
+    stage1_samples: int = 595_375
+    stage2_samples: int = 665_298
+    stage2_text_only: int = 40_688
+    caption_tokens: float = 40.0
+    instruction_tokens: float = 300.0
+
+
+@dataclass
+class StageWorkload:
+    """Samples of one stage as (text tokens, images, samples per entry) arrays."""
+
+    text_tokens: np.ndarray
+    images: np.ndarray
+    weights: np.ndarray
+    source: str
+
+    @property
+    def samples(self) -> int:
+        return round(float(self.weights.sum()))
+
+    @classmethod
+    def from_prepared(cls, path: Path) -> StageWorkload:
+        from llava_gemma.train.flops import prepared_token_counts
+
+        text, images = prepared_token_counts(path)
+        return cls(text, images, np.ones_like(text), source=str(path))
+
+
+def default_workloads(d: WorkloadDefaults) -> dict[str, StageWorkload]:
+    with_image = d.stage2_samples - d.stage2_text_only
+    return {
+        "stage1": StageWorkload(np.array([d.caption_tokens]), np.array([1]), np.array([d.stage1_samples]),
+                                source=f"estimate: {d.stage1_samples} samples x {d.caption_tokens:g} text tokens"),
+        "stage2": StageWorkload(np.array([d.instruction_tokens] * 2), np.array([1, 0]),
+                                np.array([with_image, d.stage2_text_only]),
+                                source=f"estimate: {d.stage2_samples} samples ({d.stage2_text_only} text-only) x "
+                                       f"{d.instruction_tokens:g} text tokens"),
+    }
+
+
+def workloads(defaults: WorkloadDefaults, prepared: list[Path] = ()) -> dict[str, StageWorkload]:
+    found = default_workloads(defaults)
+    for path in prepared:
+        path = Path(path)
+        stage = PREPARED_STAGE.get(path.parent.name)
+        if stage is None:
+            raise UserError(f"--prepared {path}: expected data/prepared/<{'|'.join(PREPARED_STAGE)}>/data.parquet, "
+                            "the folder names the stage it trains.")
+        found[stage] = StageWorkload.from_prepared(path)
+    return found
+
+
+@dataclass(frozen=True)
+class Hardware:
+    devices: int = 8
+    peak_tflops: float = PAPER_PEAK_TFLOPS  # per device
+    mfu: float = 0.4
+
+    def hours(self, flops: float) -> float:
+        return flops / (self.devices * self.peak_tflops * 1e12 * self.mfu) / 3600
+
+
+@dataclass
+class CellEstimate:
+    cell: str
+    language_model: str
+    vision_tower: str
+    stage1_flops: float  # 0 for skip cells
+    stage2_flops: float
+    predicted_hours: float
+    paper_hours: float | None = None
+    paper_mfu: float | None = None  # MFU the paper's hours imply (pretrain cells: both stages)
+    parts: dict = field(default_factory=dict)
+
+    @property
+    def total_flops(self) -> float:
+        return self.stage1_flops + self.stage2_flops
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config {path} does not exist; pass --config with the study's YAML file.")
+    raw = yaml.safe_load(path.read_text())
+    validate_config(raw, str(path))
+    return StudyConfig(raw)
+
+
+def _hub(study: StudyConfig, level: str) -> str:
+    source = study.model_source(level)
+    if "hub" not in source:
+        raise ConfigError(f"grid level {level!r} is a toy model; estimate covers real checkpoints (hub ids) only, "
+                          "run it on config.yaml.")
+    return source["hub"]
+
+
+def estimate_cells(study: StudyConfig, hardware: Hardware, loads: dict[str, StageWorkload]) -> list[CellEstimate]:
+    estimates = []
+    for cell in study.cells:
+        lm, tower = _hub(study, cell.language_model), _hub(study, cell.vision_tower)
+        shapes = CellShapes.from_llava_config(cell_config(lm, tower))
+        stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
+        parts = {s: training_flops(shapes, s, loads[s].text_tokens, loads[s].images, loads[s].weights).as_dict()
+                 for s in stages}
+        stage1 = parts.get("stage1", {}).get("total", 0.0)
+        estimate = CellEstimate(cell.name, lm, tower, stage1, parts["stage2"]["total"], 0.0, parts=parts)
+        estimate.predicted_hours = hardware.hours(estimate.total_flops)
+        if cell.pretrains_connector and lm in PAPER_HOURS:
+            estimate.paper_hours = PAPER_HOURS[lm]
+            seconds = estimate.paper_hours * 3600
+            estimate.paper_mfu = estimate.total_flops / seconds / (PAPER_DEVICES * PAPER_PEAK_TFLOPS * 1e12)
+        estimates.append(estimate)
+    return estimates
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def markdown_table(estimates: list[CellEstimate], hardware: Hardware) -> str:
+    predicted = f"hours on {hardware.devices} x {hardware.peak_tflops:g} TFLOP/s at MFU {hardware.mfu:g}"
+    paper = f"paper MFU ({PAPER_DEVICES} Gaudi 2, both stages)"
+    lines = [f"| cell | stage 1 EFLOP | stage 2 EFLOP | total EFLOP | {predicted} | paper hours | {paper} |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for e in estimates:
+        lines.append(f"| {e.cell} | {_fmt(e.stage1_flops / 1e18 if e.stage1_flops else None, '.2f')} | "
+                     f"{e.stage2_flops / 1e18:.2f} | {e.total_flops / 1e18:.2f} | {e.predicted_hours:.1f} | "
+                     f"{_fmt(e.paper_hours, 'g')} | {_fmt(e.paper_mfu, '.2f')} |")
+    return "\n".join(lines)
+
+
+def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops: float | None = None,
+                 mfu: float = 0.4, prepared: list[Path] = (), defaults: WorkloadDefaults = WorkloadDefaults(),
+                 ) -> dict:
+    """The estimate as a dict (cells, assumptions) plus its Markdown table under ``markdown``.
+
+    ``devices`` defaults to the config's ``train.devices``; ``peak_tflops`` to its
+    ``train.peak_tflops``, else Gaudi 2's peak."""
+    if not 0 < mfu <= 1:
+        raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
+    study = load_study(config)
+    train = study.raw["train"]
+    hardware = Hardware(devices=devices or train["devices"],
+                        peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
+    loads = workloads(defaults, prepared)
+    estimates = estimate_cells(study, hardware, loads)
+    return {
+        "hardware": asdict(hardware),
+        "workload": {stage: {"samples": w.samples, "source": w.source} for stage, w in loads.items()},
+        "cells": [{**asdict(e), "total_flops": e.total_flops} for e in estimates],
+        "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads),
+    }
+
+
+def _assumptions(hardware: Hardware, loads: dict[str, StageWorkload]) -> str:
+    lines = [f"- {stage}: {w.source}" for stage, w in sorted(loads.items())]
+    lines.append(f"- predicted hours: {hardware.devices} devices x {hardware.peak_tflops:g} TFLOP/s (bf16 dense) "
+                 f"x MFU {hardware.mfu:g}; EFLOP = 1e18 model FLOPs (train/flops.py)")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Ours beside the paper: the published Table 1 (arXiv 2404.01331), our value, and the difference.
+
+The published numbers ship with the package (``paper_table1.csv``, with its source). A cell
+matches a paper row when its language model and tower are the checkpoints the paper used (the
+grid's ``hub`` ids); a grid of toy or other models matches by the paper config's level names
+instead (``2b``/``7b``, ``clip``/``dinov2``), and the ``matched_by`` column says which, since
+toy models are not expected to land near the paper. Cells the paper lacks are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from llava_gemma.analysis.table1 import COLUMNS, DECIMALS, MISSING, format_number, to_markdown
+
+PAPER_SOURCE = "Hinck et al., LLaVA-Gemma, arXiv 2404.01331, Table 1"
+
+
+def paper_table() -> pd.DataFrame:
+    with resources.files("llava_gemma.analysis").joinpath("paper_table1.csv").open() as fh:
+        return pd.read_csv(fh, comment="#", dtype={"lm_level": str, "tower_level": str})
+
+
+def _match(cell_row: pd.Series, paper: pd.DataFrame, sources: dict[str, str | None]) -> tuple[pd.Series, str] | None:
+    connector = paper["pretrain_connector"] == cell_row["pretrain_connector"]
+    lm_hub, tower_hub = sources.get(cell_row["language_model"]), sources.get(cell_row["vision_tower"])
+    by_hub = paper[connector & (paper["language_model_hub"] == lm_hub) & (paper["vision_tower_hub"] == tower_hub)]
+    if lm_hub and tower_hub and len(by_hub):
+        return by_hub.iloc[0], "checkpoint"
+    if lm_hub or tower_hub:
+        return None  # real checkpoints that differ from the paper's: no comparison by name
+    by_name = paper[connector & (paper["lm_level"] == cell_row["language_model"])
+                    & (paper["tower_level"] == cell_row["vision_tower"])]
+    return (by_name.iloc[0], "level name") if len(by_name) else None
+
+
+def build_comparison(table1: pd.DataFrame, sources: dict[str, str | None]) -> pd.DataFrame:
+    """One row per (matched cell, evaluated column): paper value, ours with interval, difference."""
+    paper = paper_table()
+    rows = []
+    for _, row in table1.iterrows():
+        matched = _match(row, paper, sources)
+        if matched is None:
+            continue
+        published, how = matched
+        for column in COLUMNS:
+            ours = row[column]
+            theirs = published[column]
+            if math.isnan(ours) and math.isnan(theirs):
+                continue
+            rows.append({"cell": row["cell"], "metric": column, "paper": theirs, "ours": ours,
+                         "ours_ci_low": row[f"{column}_ci_low"], "ours_ci_high": row[f"{column}_ci_high"],
+                         "difference": ours - theirs,
+                         "paper_in_interval": bool(row[f"{column}_ci_low"] <= theirs <= row[f"{column}_ci_high"]),
+                         "matched_by": how})
+    return pd.DataFrame(rows, columns=["cell", "metric", "paper", "ours", "ours_ci_low", "ours_ci_high",
+                                       "difference", "paper_in_interval", "matched_by"])
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    """Wide view: one row per cell, ``ours / paper (difference)`` per metric."""
+    header = f"Ours beside the published numbers ({PAPER_SOURCE}): ours / paper (ours - paper).\n\n"
+    if comparison.empty:
+        return header + ("No cell of this grid matches a row of the paper "
+                         "(neither its checkpoints nor its level names).\n")
+    metrics = [c for c in COLUMNS if c in set(comparison["metric"])]
+    wide = []
+    for cell, group in comparison.groupby("cell", sort=False):
+        entry = {"cell": cell, "matched_by": group["matched_by"].iloc[0]}
+        by_metric = group.set_index("metric")
+        for m in metrics:
+            entry[m] = _pair(by_metric.loc[m], m) if m in by_metric.index else MISSING
+        wide.append(entry)
+    return header + to_markdown(pd.DataFrame(wide))
+
+
+def _pair(r: pd.Series, metric: str) -> str:
+    ours = MISSING if math.isnan(r["ours"]) else format_number(r["ours"], metric)
+    paper = MISSING if math.isnan(r["paper"]) else format_number(r["paper"], metric)
+    diff = "" if math.isnan(r["difference"]) else f" ({r['difference']:+.{DECIMALS.get(metric, 3)}f})"
+    return f"{ours} / {paper}{diff}"
+
+
+def write_comparison(comparison: pd.DataFrame, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comparison.to_csv(out_dir / "table1_vs_paper.csv", index=False, float_format="%.4f")
+    (out_dir / "table1_vs_paper.md").write_text(comparison_markdown(comparison))

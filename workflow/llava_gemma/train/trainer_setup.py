@@ -1,0 +1,76 @@
+"""The Trainer and its arguments for each backend: one entry point, three backends.
+
+cpu and cuda run HF ``Trainer``; hpu runs optimum-habana's ``GaudiTrainer`` (train/gaudi.py). All
+three share the arguments below and DeepSpeed (train/deepspeed_config.py); the batch values come
+from the global batch and the process count (train/batch_plan.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import Trainer, TrainingArguments
+
+from llava_gemma.config import StageConfig
+from llava_gemma.train.backends import TRAITS
+from llava_gemma.train.batch_plan import BatchPlan, plan_batch
+from llava_gemma.train.deepspeed_config import deepspeed_config
+from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
+
+
+def common_arguments(stage: StageConfig, work_dir: Path, *, backend: str, precision: str, plan: BatchPlan,
+                     seed: int, save_steps: int, gradient_checkpointing: bool | None = None) -> dict:
+    """Keyword arguments of ``TrainingArguments`` that every backend shares (Gaudi's extends it)."""
+    traits = TRAITS[backend]
+    checkpointing = traits.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+    return dict(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=plan.micro_batch_size,
+        gradient_accumulation_steps=plan.accumulation_steps,
+        learning_rate=stage.learning_rate,
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps or -1,
+        lr_scheduler_type=stage.lr_scheduler,
+        warmup_ratio=stage.warmup_ratio,
+        weight_decay=stage.weight_decay,
+        bf16=precision == "bf16",
+        gradient_checkpointing=checkpointing,
+        # Non-reentrant: the frozen tower's inputs need no grad, which the reentrant variant warns about.
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        logging_steps=1,
+        # Checkpoints for resuming (the resume logic lives in run_stage / train/checkpoints.py).
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=2,
+        save_safetensors=True,
+        report_to=[],
+        seed=seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=traits.dataloader_workers,
+        dataloader_drop_last=traits.drop_last_batch,
+        disable_tqdm=True,
+        use_cpu=backend == "cpu",
+        deepspeed=deepspeed_config(stage.zero_stage_for(backend), precision, backend, plan),
+    )
+
+
+def training_arguments(stage: StageConfig, work_dir: Path, *, backend: str, precision: str, world_size: int,
+                       seed: int, save_steps: int, gradient_checkpointing: bool | None = None,
+                       stage_name: str = "stage") -> TrainingArguments:
+    """``TrainingArguments`` (cpu, cuda) or ``GaudiTrainingArguments`` (hpu) for one stage on
+    ``world_size`` processes; ``gradient_checkpointing`` None takes the backend's default."""
+    plan = plan_batch(stage.global_batch_size, world_size, stage.per_device_batch_size, stage=stage_name)
+    common = common_arguments(stage, work_dir, backend=backend, precision=precision, plan=plan, seed=seed,
+                              save_steps=save_steps, gradient_checkpointing=gradient_checkpointing)
+    if backend == "hpu":
+        return gaudi_training_arguments(common)
+    return TrainingArguments(**common)
+
+
+def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str, train_dataset, data_collator,
+                 callbacks=None) -> Trainer:
+    if backend == "hpu":
+        return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
+                             data_collator=data_collator, callbacks=callbacks)
+    return Trainer(model=model, args=args, train_dataset=train_dataset, data_collator=data_collator,
+                   callbacks=callbacks)
