@@ -31,8 +31,8 @@ def toy(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     return root / "benchmarks", counts
 
 
-def test_registry_has_all_seven():
-    assert set(BENCHMARKS) == {"pope", "gqa", *NAMES}
+def test_registry_has_all_seven_and_the_vqav2_submission():
+    assert set(BENCHMARKS) == {"pope", "gqa", *NAMES, "vqav2_testdev"}
     for name in NAMES:
         assert get_benchmark(name).name == name
 
@@ -112,7 +112,7 @@ def test_mme_loads_toy_parquet_with_pairs_and_limit(toy):
 
 
 def test_mme_missing_data_is_one_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"MME: required file .*run the download rule"):
+    with pytest.raises(FileNotFoundError, match=r"MME: .* holds neither .*run the download rule"):
         MMEBenchmark().load(tmp_path)
 
 

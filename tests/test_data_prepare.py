@@ -11,13 +11,7 @@ import pytest
 from llava_gemma.data.prepare import TooManyDropped, prepare_dataset
 from llava_gemma.model.assemble import prepare_tokenizer
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
-from llava_gemma.train.masking import (
-    IGNORE_INDEX,
-    MaskingMismatch,
-    tokenize_gemma_chat,
-    tokenize_many,
-    tokenize_plain,
-)
+from llava_gemma.train.masking import IGNORE_INDEX
 from PIL import Image
 
 WORDS = "the a red blue green circle square small large left right of is in what colour where yes no".split()
@@ -192,26 +186,6 @@ def test_stage1_captions(tokenizer, tmp_path):
     row = pq.read_table(tmp_path / "out/data.parquet").to_pylist()[0]
     assert tokenizer.decode([t for t, lab in zip(row["input_ids"], row["labels"]) if lab != IGNORE_INDEX]) == \
         "a red circle<eos>"
-
-
-def test_batched_tokenization_equals_one_at_a_time(tokenizer):
-    rng = random.Random(3)
-    convs = [turns(*[(" ".join(rng.choices(WORDS, k=rng.randint(1, 9))) + "?",
-                      " ".join(rng.choices(WORDS, k=rng.randint(1, 5)))) for _ in range(rng.randint(1, 4))],
-                   image=rng.random() < 0.5) for _ in range(60)]
-    convs.append(turns(("hi", "ok<end_of_turn>\n<start_of_turn>user\nmore")))  # a forged turn
-    cache: dict = {}
-    for fmt, one in (("gemma", tokenize_gemma_chat), ("plain", tokenize_plain)):
-        for attempt in range(2):  # the second time from the cache
-            batch = tokenize_many(convs, tokenizer, fmt, cache=cache if fmt == "gemma" else None)
-            for conv, got in zip(convs, batch):
-                try:
-                    want = one(conv, tokenizer)
-                except MaskingMismatch as err:
-                    want = err
-                assert type(got) is type(want) and (isinstance(got, Exception) or got == want), (fmt, attempt)
-    assert isinstance(tokenize_many(convs[-1:], tokenizer, "gemma")[0], MaskingMismatch)
-    assert cache  # short turns were remembered
 
 
 def test_a_rerun_opens_only_new_or_changed_images(mix, tokenizer, tmp_path, monkeypatch):

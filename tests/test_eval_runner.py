@@ -9,10 +9,12 @@ from llava_gemma.analysis.blind_control import build_blind_control
 from llava_gemma.config import Cell
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.generate import PixelCache, batch_inputs, chat_prompt, generate_answers, question_image
+from llava_gemma.eval.run import evaluate_benchmark
 from llava_gemma.model.assemble import assemble_llava
 from llava_gemma.model.images import mean_colour
 
 from .conftest import draw_scene
+from .test_benchmarks_layouts import write_testdev
 
 
 def test_batched_answers_equal_one_at_a_time_and_blind_ignores_the_image(tiny_backbones, tmp_path):
@@ -51,6 +53,21 @@ def test_batch_inputs_equal_the_processors_and_the_pixel_cache_stays_bounded(tin
     ours = batch_inputs(processor, questions, prompts, [0, 1, 2], one_image)
     assert sorted(ours) == sorted(expected) and all(torch.equal(ours[k], expected[k]) for k in expected)
     assert len(one_image._pixels) == 1 and torch.equal(one_image(questions[0]), expected["pixel_values"][0])
+
+
+def test_runner_writes_the_vqav2_submission_and_honours_the_token_cap(tiny_backbones, tmp_path):
+    model, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["clip"])
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    write_testdev(tmp_path / "data", full=True)
+    metrics = evaluate_benchmark(tmp_path / "model", "vqav2_testdev", tmp_path / "data", tmp_path / "out",
+                                 batch_size=2, max_new_tokens=2)
+    assert metrics["scored"] is False and metrics["max_new_tokens"] == 2 and metrics["questions"] == 2
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    submission = json.loads((tmp_path / "out" / "submission.json").read_text())
+    assert [s["question_id"] for s in submission] == [1000, 2000, 3000] and submission[2]["answer"] == ""
+    assert [s["answer"] for s in submission[:2]] == [r["parsed"] for r in samples]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["note"] == metrics["note"]
 
 
 def write_metrics(root, cell, kind, bench, **values):

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llava_gemma.errors import UserError
+from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.eval.benchmarks.mmvet import MMVetBenchmark
 from llava_gemma.eval.judge import (
     GRADER_PROMPT,
@@ -197,6 +199,21 @@ def test_make_judge_reads_the_environment(tmp_path):
     assert judge.name == "m" and judge.config.timeout == 7.0
     with pytest.raises(ValueError, match="LLAVA_GEMMA_JUDGE_TIMEOUT"):
         make_judge(None, env={**env, "LLAVA_GEMMA_JUDGE_TIMEOUT": "soon"})
+
+
+def test_config_choice_of_judge_overrides_the_environment(tmp_path, monkeypatch):
+    env = {"LLAVA_GEMMA_JUDGE_BASE_URL": "http://127.0.0.1:9/v1"}
+    assert isinstance(make_judge(tmp_path / "c.jsonl", env=env, choice="offline"), OfflineJudge)
+    assert isinstance(make_judge(tmp_path / "c.jsonl", env=env, choice="endpoint"), LLMJudge)
+    with pytest.raises(UserError, match="judge is 'endpoint' but LLAVA_GEMMA_JUDGE_BASE_URL is not set"):
+        make_judge(tmp_path / "c.jsonl", env={}, choice="endpoint")
+    monkeypatch.setenv("LLAVA_GEMMA_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")  # as the toy study might inherit
+    bench = MMVetBenchmark().with_options(judge="offline")
+    assert isinstance(bench.judge_for(tmp_path / "c.jsonl"), OfflineJudge)
+    with pytest.raises(UserError, match="unknown; choose one of offline, endpoint"):
+        MMVetBenchmark().with_options(judge="gpt")
+    with pytest.raises(UserError, match=r"eval.benchmarks.pope has options \['judge'\]"):
+        get_benchmark("pope").with_options(judge="offline")
 
 
 @pytest.mark.parametrize(("answer", "prediction", "score"), [

@@ -44,7 +44,7 @@ def launch_args(resources: dict, backend: str) -> list[str]:
 def plan_for(args: list[str], environ: dict, port: int = 29400):
     """Parse the rule's launch command with the real CLI parser and build its plan."""
     a = build_parser().parse_args(args)
-    request = LaunchRequest(tuple(a.command[1:]), tasks=a.tasks, nodes=a.nodes, backend=a.backend,
+    request = LaunchRequest(tuple(a.argv[1:]), tasks=a.tasks, nodes=a.nodes, backend=a.backend,
                             cpus_per_task=a.cpus_per_task, launcher=a.launcher)
     return build_plan(request, environ, python=PY, master_port=port)
 
@@ -63,7 +63,8 @@ def test_slurm_profiles_launch_one_srun_task_per_device(profile, backend, rule):
     assert list(plan.argv) == ["srun", "--nodes=1", "--ntasks=8", "--ntasks-per-node=8",
                                f"--cpus-per-task={resources['cpus_per_task']}", "--kill-on-bad-exit=1",
                                *srun_task(TRAIN)]
-    assert plan.env == {"MASTER_PORT": "29400", "OMP_NUM_THREADS": str(resources["cpus_per_task"])}
+    assert plan.env == {"MASTER_PORT": "29400", "LOCAL_WORLD_SIZE": "8",
+                        "OMP_NUM_THREADS": str(resources["cpus_per_task"])}
 
 
 def test_two_node_gpu_job_spreads_the_tasks_over_the_nodes():
@@ -221,7 +222,7 @@ def test_two_ranks_through_the_launcher_equal_one_rank(launcher, tiny_backbones,
     one_metrics, one_weights = th.trained(one_rank)
     two_metrics, two_weights = th.trained(tmp_path)
     assert two_metrics["steps"] == one_metrics["steps"] == 3
-    # fp32 on CPU; only the order of the gradient reduction differs.
-    assert th.losses(tmp_path) == pytest.approx(th.losses(one_rank), rel=1e-5)
+    # fp32 on CPU; only the order of the gradient reduction differs. Logged losses carry 4 decimals.
+    assert th.losses(tmp_path) == pytest.approx(th.losses(one_rank), abs=1.5e-4)
     for name, tensor in one_weights.items():
         torch.testing.assert_close(two_weights[name], tensor, rtol=1e-5, atol=1e-7, msg=name)

@@ -92,6 +92,14 @@ def test_the_trainer_callback_publishes_the_manifest_after_the_save(tmp_path):
                                       "global_step7/zero_pp_rank_0_mp_rank_00_optim_states.pt"}
 
 
+def test_no_code_or_pickle_from_a_checkpoint_is_ever_trusted():
+    """Weights travel as safetensors; nothing in the package turns on remote code or full unpickling."""
+    package = Path(__file__).resolve().parents[1] / "workflow" / "llava_gemma"
+    offenders = [f"{path.relative_to(package)}: {needle}" for path in package.rglob("*.py")
+                 for needle in ("trust_remote_code=True", "weights_only=False") if needle in path.read_text()]
+    assert not offenders
+
+
 # --- SIGKILL mid-stage, then rerun ------------------------------------------------------------
 
 STEPS = 12  # 24 captions, global batch 2: a checkpoint after every step
@@ -151,8 +159,9 @@ def test_a_run_killed_mid_stage_resumes_to_the_uninterrupted_result(tiny_backbon
 
     reference, reference_weights = th.trained(whole)
     # Model, optimizer, scheduler, data position and RNG all restored: the same trajectory. CPU
-    # training is not bit-reproducible run to run, so losses are compared to 1e-5 relative.
-    assert th.losses(killed) == pytest.approx(th.losses(whole), rel=1e-5)
+    # training is not bit-reproducible run to run: logged losses (4 decimals) may differ by one unit
+    # in the last place, weights by 1e-5 relative.
+    assert th.losses(killed) == pytest.approx(th.losses(whole), abs=1.5e-4)
     assert metrics["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-5)
     for name, tensor in reference_weights.items():
         torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-7, msg=name)

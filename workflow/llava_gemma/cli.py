@@ -75,6 +75,16 @@ def cmd_extract(a) -> dict:
     return result
 
 
+def cmd_fetch_ocr_vqa(a) -> dict:
+    from llava_gemma.data.ocr_vqa import fetch_ocr_vqa_covers
+
+    s = _json(a.settings)
+    return fetch_ocr_vqa_covers(Path(a.mix), Path(a.into), Path(a.out), source=s["source"],
+                                dataset_json=Path(a.dataset_json) if a.dataset_json else None,
+                                threads=s.get("threads", 16), timeout=s.get("timeout", 30.0),
+                                retries=s.get("retries", 3))
+
+
 def cmd_prepare(a) -> dict:
     from llava_gemma.data.prepare import prepare_dataset
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
@@ -98,7 +108,8 @@ def cmd_train(a) -> dict:
                      data_dir=Path(a.data), image_root=Path(a.image_root), out_dir=Path(a.out),
                      work_dir=Path(a.work), backend=s["backend"], precision=s["precision"], seed=s["seed"],
                      save_steps=s["save_steps"], connector_from=Path(a.connector) if a.connector else None,
-                     length_buckets=s.get("length_buckets"), gradient_checkpointing=s.get("gradient_checkpointing"))
+                     length_buckets=s.get("length_buckets"), gradient_checkpointing=s.get("gradient_checkpointing"),
+                     peak_tflops=s.get("peak_tflops"))
 
 
 def cmd_launch(a) -> dict:
@@ -108,8 +119,12 @@ def cmd_launch(a) -> dict:
         inner = build_parser().parse_args(argv)
         return inner.fn(inner)
 
-    return launch(a.command, tasks=a.tasks, nodes=a.nodes, backend=a.backend, cpus_per_task=a.cpus_per_task,
+    return launch(a.argv, tasks=a.tasks, nodes=a.nodes, backend=a.backend, cpus_per_task=a.cpus_per_task,
                   launcher=a.launcher, slurm_task=a.slurm_task, run_in_process=run_in_process)
+
+
+# Settings every benchmark takes; the rest of eval.benchmarks.<name> are the benchmark's own options.
+EVAL_SETTINGS = ("batch_size", "seed", "limit", "max_new_tokens")
 
 
 def cmd_evaluate(a) -> dict:
@@ -117,7 +132,9 @@ def cmd_evaluate(a) -> dict:
 
     s = _json(a.settings)
     return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s["batch_size"],
-                              limit=s.get("limit"), seed=s.get("seed", 0), blind=a.blind)
+                              limit=s.get("limit"), seed=s.get("seed", 0), blind=a.blind,
+                              max_new_tokens=s.get("max_new_tokens"),
+                              options={k: v for k, v in s.items() if k not in EVAL_SETTINGS})
 
 
 def _write_report_table(a, build, write) -> dict:
@@ -231,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("download", cmd_download, "out")
     add("download-model", cmd_download_model, "repo", "out")
     add("extract", cmd_extract, "archive", "into", "out")
+    add("fetch-ocr-vqa", cmd_fetch_ocr_vqa, "mix", "into", "out").add_argument(
+        "--dataset_json", default=None, help="OCR-VQA's dataset.json (source: urls)")
     prepare = add("prepare", cmd_prepare, "records", "image_root", "tokenizer", "format", "source", "out")
     prepare.add_argument("--towers", nargs="+", required=True)
     prepare.add_argument("--workers", type=int, default=None, help="processes (default: the usable CPUs)")
@@ -245,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--launcher", default="auto", help="auto | single | torchrun | deepspeed | srun")
     launch.add_argument("--slurm_task", action="store_true",
                         help="internal: this process is one srun task; map SLURM's variables to torch's")
-    launch.add_argument("command", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
+    launch.add_argument("argv", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
     add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
         "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
     add("report", cmd_report, "cells_dir", "out")

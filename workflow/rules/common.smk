@@ -60,7 +60,36 @@ def dataset_records(dataset):
 
 
 def dataset_inputs(wildcards):
-    return [dataset_records(wildcards.dataset), *markers_under(DATASETS[wildcards.dataset]["raw"] + "/")]
+    inputs = [dataset_records(wildcards.dataset), *markers_under(DATASETS[wildcards.dataset]["raw"] + "/")]
+    if wildcards.dataset == "instruct" and "ocr_vqa" in config:
+        inputs.append(OCR_VQA_REPORT)
+    return inputs
+
+
+# OCR-VQA covers: fetched from their URL list, or audited after a mirror's archive is unpacked; either
+# way a report of what is there and what is dead, which the instruct dataset waits for.
+OCR_VQA_REPORT = "data/raw/llava_instruct/ocr_vqa_images.json"
+OCR_VQA_IMAGES = "data/raw/{raw}/{images}/ocr_vqa/images".format(**DATASETS["instruct"])
+
+
+def ocr_vqa_inputs(wildcards):
+    spec = config["ocr_vqa"]
+    inputs = dict(mix=dataset_records("instruct"))
+    if spec["source"] == "urls":
+        inputs["dataset_json"] = f"data/raw/{spec['dataset_json']}"
+    elif spec["archive"] in config.get("extract", {}):
+        inputs["mirror"] = extracted_marker(spec["archive"])
+    else:
+        raise WorkflowError(f"ocr_vqa.archive {spec['archive']!r} is not an `extract` entry; add it there "
+                            "(with its `downloads` entry) or use ocr_vqa.source: urls.")
+    return inputs
+
+
+def manual_downloads():
+    """Raw files no rule can fetch (OCR-VQA's dataset.json lives on Google Drive) unless `downloads` names a copy."""
+    spec = config.get("ocr_vqa", {})
+    wanted = [spec["dataset_json"]] if spec.get("source") == "urls" else []
+    return [p for p in wanted if p not in config.get("downloads", {})]
 
 
 def benchmark_inputs(wildcards):

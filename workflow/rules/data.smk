@@ -57,6 +57,40 @@ rule extract_archive:
         " --settings '{params.spec}' > {log} 2>&1"
 
 
+rule fetch_ocr_vqa_images:
+    input:
+        unpack(ocr_vqa_inputs),
+    output:
+        OCR_VQA_REPORT,
+    params:
+        into=OCR_VQA_IMAGES,
+        dataset_json=lambda w, input: f"--dataset_json {input.dataset_json}" if "dataset_json" in input.keys() else "",
+        settings=settings(config.get("ocr_vqa", {})),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/fetch_ocr_vqa_images.log",
+    benchmark:
+        "benchmarks/fetch_ocr_vqa_images.tsv"
+    retries: 1
+    shell:
+        "llava-gemma fetch-ocr-vqa --mix {input.mix} --into {params.into} --out {output} {params.dataset_json}"
+        " --settings '{params.settings}' > {log} 2>&1"
+
+
+rule await_manual_download:
+    output:
+        "data/raw/{manual}",
+    wildcard_constraints:
+        manual=_alternatives(manual_downloads()),
+    log:
+        "logs/manual/{manual}.log",
+    shell:
+        "echo 'data/raw/{wildcards.manual} must be placed by hand: OCR-VQA publishes dataset.json on Google Drive"
+        " (https://ocr-vqa.github.io). Put it there, name a copy under `downloads` in the config, or set"
+        " ocr_vqa.source: hub.' | tee {log} >&2; exit 1"
+
+
 rule prepare_dataset:
     input:
         dataset_inputs,

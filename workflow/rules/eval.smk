@@ -1,4 +1,6 @@
 # One job per cell and benchmark: greedy answers, per-question records, the official metric.
+# vqav2_testdev has no public answers: its job also writes submission.json (the EvalAI upload)
+# and its metrics.json says "scored": false.
 # `eval_blind` is the blind-image control: the same questions with every image replaced by a
 # blank one of the tower's mean colour (config eval.blind_control lists the benchmarks).
 

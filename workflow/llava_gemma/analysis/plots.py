@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # rule jobs and CI have no display
 import matplotlib.pyplot as plt
@@ -70,6 +71,9 @@ def plot_loss(curves: dict[str, dict[str, pd.DataFrame]], path: Path, smooth: in
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"training loss, log scale (moving average, {smooth} steps)")
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.6, not 6 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.grid(color="0.9")
         if runs:
             ax.legend(fontsize=7, ncol=2)

@@ -50,13 +50,11 @@ class BatchResult:
 
 
 _SPEC: SampleSpec | None = None
-_TURN_CACHE: dict[str, list[int]] = {}  # per process: tokens of short turns seen before
 
 
 def init_worker(spec: SampleSpec, *, in_process: bool = False) -> None:
     global _SPEC
     _SPEC = spec
-    _TURN_CACHE.clear()  # tokens depend on the tokenizer
     if not in_process:
         # Two worker processes already fill the cores; Rust threads on top would only contend.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -64,10 +62,10 @@ def init_worker(spec: SampleSpec, *, in_process: bool = False) -> None:
 
 def process_batch(batch: Batch) -> BatchResult:
     assert _SPEC is not None, "init_worker must run first"
-    return records_to_rows(json.loads(batch.text), batch.start, _SPEC, cache=_TURN_CACHE)
+    return records_to_rows(json.loads(batch.text), batch.start, _SPEC)
 
 
-def records_to_rows(records: list, start: int, spec: SampleSpec, cache: dict | None = None) -> BatchResult:
+def records_to_rows(records: list, start: int, spec: SampleSpec) -> BatchResult:
     result = BatchResult(start, [], [])
     todo: list[tuple[int, dict]] = []
     for i, raw in enumerate(records):
@@ -81,8 +79,7 @@ def records_to_rows(records: list, start: int, spec: SampleSpec, cache: dict | N
         result.reasons.append(reason)
         if reason is None:
             todo.append((i, record))
-    samples = tokenize_many([r["conversations"] for _, r in todo], spec.tokenizer, spec.fmt,
-                            cache=cache) if todo else []
+    samples = tokenize_many([r["conversations"] for _, r in todo], spec.tokenizer, spec.fmt) if todo else []
     cols: dict[str, list] = {name: [] for name in _CANDIDATE_SCHEMA.names}
     for (i, record), sample in zip(todo, samples):
         if isinstance(sample, ValueError):

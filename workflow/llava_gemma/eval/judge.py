@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from llava_gemma.errors import UserError
+
 DEFAULT_MODEL = "gpt-4-0613"
 OFFLINE_NAME = "offline-and-or"
 REASK_SUFFIX = "\nPredict the correctness of the answer (digit): "
@@ -272,11 +274,28 @@ class OfflineJudge:
         return Grade(and_or_score(answer, prediction), OFFLINE_NAME)
 
 
-def make_judge(cache_path: Path | None = None, env: Mapping[str, str] | None = None) -> Judge:
-    """The LLM judge the environment configures (cache at ``LLAVA_GEMMA_JUDGE_CACHE`` or
-    ``cache_path``), or the offline judge when no endpoint is set."""
+JUDGE_CHOICES = ("offline", "endpoint")
+
+
+def check_judge_choice(choice: str | None) -> str | None:
+    if choice not in (None, *JUDGE_CHOICES):
+        raise UserError(f"MM-Vet judge {choice!r} is unknown; choose one of {', '.join(JUDGE_CHOICES)}.")
+    return choice
+
+
+def make_judge(cache_path: Path | None = None, env: Mapping[str, str] | None = None,
+               choice: str | None = None) -> Judge:
+    """The judge the config chooses (``eval.benchmarks.mmvet.judge``): "offline" always the offline
+    judge, "endpoint" the LLM judge (its endpoint must be set), unset the LLM judge if the
+    environment configures one, else the offline judge. The LLM judge caches at
+    ``LLAVA_GEMMA_JUDGE_CACHE`` or ``cache_path``."""
+    if check_judge_choice(choice) == "offline":
+        return OfflineJudge()
     config = JudgeConfig.from_env(env)
     if config is None:
+        if choice == "endpoint":
+            raise UserError("eval.benchmarks.mmvet.judge is 'endpoint' but LLAVA_GEMMA_JUDGE_BASE_URL is not set; "
+                            "set it to an OpenAI-compatible endpoint or choose judge: offline.")
         return OfflineJudge()
     env = os.environ if env is None else env
     override = env.get("LLAVA_GEMMA_JUDGE_CACHE", "").strip()

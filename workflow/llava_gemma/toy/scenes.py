@@ -300,6 +300,19 @@ def existence_question(scene: Scene, rng: random.Random, present: bool | None = 
     return QA(f"Is there a {shape} in the image?", "Yes" if yes else "No", full, "existence")
 
 
+def existence_probes(scene: Scene, rng: random.Random, k: int) -> list[QA]:
+    """Up to ``k`` questions about distinct present shapes and as many about distinct absent ones,
+    the balanced yes/no object probes VQAv2 and GQA ask several times per image."""
+    present = rng.sample(sorted(scene.shapes), min(k, len(scene.shapes)))
+    absent = rng.sample([s for s in SHAPES if s not in scene.shapes], len(present))
+    out = []
+    for shape in present + absent:
+        yes = shape in scene.shapes
+        full = f"Yes, there is a {shape} in the image." if yes else f"No, there is no {shape} in the image."
+        out.append(QA(f"Is there a {shape} in the image?", "Yes" if yes else "No", full, "existence"))
+    return out
+
+
 def color_question(scene: Scene, rng: random.Random) -> QA | None:
     cands = unique_by(scene, "shape")
     if not cands:

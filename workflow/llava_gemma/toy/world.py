@@ -147,13 +147,16 @@ def _image_pairs(root: str, scene: Scene, rng: random.Random) -> list[tuple[str,
     if root in ("ocr_vqa", "textvqa"):  # the reading question comes first, as in OCR-VQA and TextVQA
         pool.sort(key=lambda qa: qa.kind != "text")
     style = rng.choice(("vqa", "conv", "detail")) if root == "coco" else "vqa"
+    others = [qa for qa in pool if qa.kind != "existence"]
     if style == "vqa":  # VQAv2/GQA/OCR-VQA/TextVQA records: short-answer prompt on every turn
-        # Yes/no object questions are as common here as in VQAv2 and GQA: one present, one absent.
-        probes = [sc.existence_question(scene, rng, present=p) for p in (True, False)]
-        chosen = [qa for qa in pool if qa.kind != "existence"][: n - 1] + probes
+        # Yes/no object probes, balanced present/absent, are frequent in VQAv2 and GQA; the tiny toy
+        # LMs need many of them to learn to check the image for the object a question names.
+        chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=2)
         rng.shuffle(chosen)
         return [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
-    pairs = [(qa.question, qa.full) for qa in pool[:n]]  # LLaVA-Instruct conversations
+    chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=1)
+    rng.shuffle(chosen)
+    pairs = [(qa.question, qa.full) for qa in chosen]  # LLaVA-Instruct conversations
     if style == "detail":
         pairs = [(rng.choice(DESCRIBE_PROMPTS), sc.describe(scene)), *pairs[: n - 1]]
     return pairs

@@ -133,6 +133,7 @@ def build_plan(request: LaunchRequest, environ: Mapping[str, str], *, python: st
     else:  # srun: this host runs the batch script, so it is the allocation's first node
         if master_port is not None:
             env["MASTER_PORT"] = str(master_port)
+        env["LOCAL_WORLD_SIZE"] = str(n)  # tasks per node are uniform (--ntasks-per-node)
         argv = ["srun", f"--nodes={request.nodes}", f"--ntasks={request.tasks}", f"--ntasks-per-node={n}"]
         if request.cpus_per_task:
             # Snakemake's SLURM jobstep clears SLURM_CPUS_PER_TASK, so srun must be told again.

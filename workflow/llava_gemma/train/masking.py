@@ -146,12 +146,20 @@ def _assemble_gemma(roles: list[str], ids: list[int], g: ChatLayout) -> Tokenize
     for role, start, end in zip(roles, starts, [*starts[1:], len(ids)]):
         if role != "model":
             continue
-        if tuple(ids[start: start + n_prefix]) != g.model_prefix or ids.count(g.end_of_turn, start, end) != 1:
+        answer = start + n_prefix
+        stop = _after(ids, g.end_of_turn, answer, end)  # the answer runs through its <end_of_turn>
+        if tuple(ids[start:answer]) != g.model_prefix or stop is None or g.end_of_turn in ids[stop:end]:
             raise MaskingMismatch("model turn does not start with its prefix or has not exactly one <end_of_turn>")
-        answer, stop = start + n_prefix, ids.index(g.end_of_turn, start, end) + 1  # through its <end_of_turn>
         labels[answer:stop] = ids[answer:stop]
         supervised += stop - answer
     return _checked(TokenizedSample(ids, labels), supervised=supervised)
+
+
+def _after(ids: list[int], token: int, start: int, end: int) -> int | None:
+    try:
+        return ids.index(token, start, end) + 1
+    except ValueError:
+        return None
 
 
 def _positions(ids: list[int], token: int) -> list[int]:

@@ -29,6 +29,7 @@ from llava_gemma.model.chat import IMAGE_TOKEN
 from llava_gemma.train.backends import TRAITS, ensure_single_process_env, resolve_backend
 from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints, prepare_resume, run_identity
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
+from llava_gemma.train.throughput import TokenCounter, throughput_metrics
 from llava_gemma.train.trainer_setup import make_trainer, training_arguments
 
 __all__ = ["run_stage", "training_arguments"]  # training_arguments lives in train/trainer_setup.py
@@ -37,7 +38,7 @@ __all__ = ["run_stage", "training_arguments"]  # training_arguments lives in tra
 def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path: Path, data_dir: Path,
               image_root: Path, out_dir: Path, work_dir: Path, backend: str, precision: str, seed: int,
               save_steps: int, connector_from: Path | None = None, length_buckets: list[int] | None = None,
-              gradient_checkpointing: bool | None = None) -> dict:
+              gradient_checkpointing: bool | None = None, peak_tflops: float | None = None) -> dict:
     backend = resolve_backend(backend)
     traits = TRAITS[backend]
     ensure_single_process_env()
@@ -64,9 +65,16 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                             world_size)
     trainer.add_callback(ManifestCallback(identity))
     resume = prepare_resume(work_dir, identity, is_main=trainer.is_world_process_zero())
+    counter = TokenCounter(model)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.time() - start
+    counter.close()
+    start_step = int(resume.name.split("-")[-1]) if resume else 0  # only the steps this process timed
+    throughput = throughput_metrics(model.config, stage_name, data_dir / "data.parquet", counter=counter,
+                                    samples_processed=(result.global_step - start_step) * stage.global_batch_size,
+                                    wall_seconds=wall, world_size=world_size, backend=backend,
+                                    configured_peak_tflops=peak_tflops)
     out_dir.mkdir(parents=True, exist_ok=True)
     if stage_name == "stage1":
         if trainer.is_world_process_zero():
@@ -81,7 +89,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
         "steps": result.global_step, "samples": len(dataset), "image_tokens": n_image_tokens,
         "tokens": int(dataset.lengths.sum()), "final_loss": _final_loss(trainer.state.log_history),
         "parameters": counts, "stage_config": asdict(stage), "resumed": resume is not None,
-        "resumed_from": str(resume) if resume else None,
+        "resumed_from": str(resume) if resume else None, **throughput,
     }
     if trainer.is_world_process_zero():
         (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

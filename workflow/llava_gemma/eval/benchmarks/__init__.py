@@ -14,6 +14,7 @@ from .mmvp import MMVPBenchmark
 from .pope import PopeBenchmark
 from .scienceqa_img import ScienceQAImgBenchmark
 from .vqav2 import VQAv2Benchmark
+from .vqav2_testdev import VQAv2TestDevBenchmark
 
 BENCHMARKS: dict[str, Benchmark] = {
     "pope": PopeBenchmark(),
@@ -21,6 +22,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "mme": MMEBenchmark(),
     "mmvet": MMVetBenchmark(),
     "vqav2": VQAv2Benchmark(),
+    "vqav2_testdev": VQAv2TestDevBenchmark(),
     "mmvp": MMVPBenchmark(),
     "scienceqa_img": ScienceQAImgBenchmark(),
 }
@@ -46,5 +48,6 @@ __all__ = [
     "Question",
     "ScienceQAImgBenchmark",
     "VQAv2Benchmark",
+    "VQAv2TestDevBenchmark",
     "get_benchmark",
 ]

@@ -37,6 +37,15 @@ class Benchmark:
     name: ClassVar[str]
     max_new_tokens: ClassVar[int] = 16  # short answers, as lmms-eval caps them
 
+    def with_options(self, **options: Any) -> Benchmark:
+        """This benchmark with its own config options (``eval.benchmarks.<name>``) applied; none by default."""
+        if options:
+            from llava_gemma.errors import UserError
+
+            raise UserError(f"eval.benchmarks.{self.name} has options {sorted(options)} that {self.name} does not "
+                            "take; remove them from the config.")
+        return self
+
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         raise NotImplementedError
 
@@ -46,6 +55,9 @@ class Benchmark:
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
         raise NotImplementedError
+
+    def write_extra_outputs(self, out_dir: Path, data_root: Path, records: list[dict[str, Any]]) -> None:
+        """Files beside ``samples.jsonl`` that a benchmark needs (e.g. a submission file); none by default."""
 
 
 def seeded_subset(items: list, limit: int | None, seed: int) -> list:

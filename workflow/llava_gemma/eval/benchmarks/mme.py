@@ -1,15 +1,11 @@
 """MME: yes/no perception and cognition questions, two per image, over 14 subtasks.
 
 Source
-    The lmms-lab/MME hub snapshot (the ``test`` split, 2,374 questions), read from a local root::
-
-        <root>/data/test-*.parquet   # columns: question_id (the image, e.g. "OCR/0001.png", shared
-                                     # by its two questions), image ({"bytes", "path"}), question,
-                                     # answer ("Yes"/"No"), category (the subtask)
-
-    Images are written once to ``<root>/images/<question_id>`` so the runner can open them.
-    ``limit`` takes a seeded subset of images within each subtask (both questions of an image
-    are kept, and every subtask keeps at least one image), about ``limit`` questions in all.
+    Either distribution, read from a local root (see ``mme_files``): the lmms-lab/MME hub snapshot
+    (the ``test`` split as parquet, 2,374 questions) or the official release folders
+    (``MME_Benchmark_release_version/<subtask>/``, images with per-image ``question<TAB>answer``
+    files). ``limit`` takes a seeded subset of images within each subtask (both questions of an
+    image are kept, and every subtask keeps at least one image), about ``limit`` questions in all.
 
 Prompt
     ``question`` with its " Please answer yes or no." replaced by ``SHORT_ANSWER_SUFFIX``, as
@@ -29,8 +25,6 @@ Metric
 
 from __future__ import annotations
 
-import io
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,14 +33,14 @@ import numpy as np
 
 from llava_gemma.eval.bootstrap import bootstrap_interval, interval_keys, ratio
 
-from .base import SHORT_ANSWER_SUFFIX, Benchmark, Question, require_images, require_path, warn_skipped
+from .base import SHORT_ANSWER_SUFFIX, Benchmark, Question, require_images, warn_skipped
+from .mme_files import read_mme
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
               "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 SUBTASKS = PERCEPTION + COGNITION
 MME_SUFFIX = " Please answer yes or no."
-COLUMNS = ("question_id", "image", "question", "answer", "category")
 
 
 def parse_yes_no(prediction: str) -> str:
@@ -64,50 +58,6 @@ def parse_yes_no(prediction: str) -> str:
 
 def make_prompt(question: str) -> str:
     return question.strip().replace(MME_SUFFIX, "") + SHORT_ANSWER_SUFFIX
-
-
-def _read_rows(root: Path) -> tuple[list[dict[str, Any]], Path]:
-    import pyarrow.parquet as pq
-
-    files = sorted((root / "data").glob("test-*.parquet")) or sorted(root.glob("test-*.parquet"))
-    if not files:
-        require_path(root / "data" / "test-00000-of-00001.parquet", "MME")
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            table = pq.read_table(path)
-        except Exception as err:  # pyarrow raises several types for a damaged file
-            raise ValueError(f"MME: {path} is not a readable parquet file ({err}); "
-                             "run the download rule again.") from err
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise ValueError(f"MME: {path} lacks the columns {missing}; expected the lmms-lab/MME test split.")
-        rows += table.select(list(COLUMNS)).to_pylist()
-    return rows, files[0]
-
-
-def _valid(row: dict[str, Any]) -> bool:
-    image = row.get("image")
-    return (all(isinstance(row.get(k), str) and row[k].strip() for k in ("question_id", "question", "category"))
-            and isinstance(row.get("answer"), str) and row["answer"].strip().lower() in ("yes", "no")
-            and isinstance(image, dict) and isinstance(image.get("bytes"), bytes | bytearray))
-
-
-def _extract(image_bytes: bytes, path: Path) -> None:
-    """Write an embedded image once (atomically), re-encoding to PNG only if it is not a PNG/JPEG."""
-    if path.is_file():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = image_bytes
-    if not (data.startswith(b"\x89PNG") or data.startswith(b"\xff\xd8")):
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.open(io.BytesIO(data)).convert("RGB").save(buf, "PNG")
-        data = buf.getvalue()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # cells evaluated in parallel share the folder
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _subset_images(by_image: dict[str, list[Question]], limit: int | None, seed: int) -> list[str]:
@@ -133,25 +83,17 @@ class MMEBenchmark(Benchmark):
     max_new_tokens: ClassVar[int] = 4  # "Yes"/"No"; the parse reads 4 characters
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
-        root = Path(root)
-        rows, first = _read_rows(root)
+        source = read_mme(Path(root), SUBTASKS)
         by_image: dict[str, list[Question]] = defaultdict(list)
-        skipped = 0
-        for row in rows:
-            if not _valid(row):
-                skipped += 1
-                continue
-            image_key = row["question_id"].strip()
-            image_path = root / "images" / image_key
-            _extract(bytes(row["image"]["bytes"]), image_path)
-            n = len(by_image[image_key])
-            by_image[image_key].append(Question(
-                qid=f"{image_key}#{n}", image_path=image_path, prompt=make_prompt(row["question"]),
-                target=row["answer"].strip().lower(), meta={"category": row["category"], "image": image_key},
+        for row in source.rows:
+            n = len(by_image[row.image_key])
+            by_image[row.image_key].append(Question(
+                qid=f"{row.image_key}#{n}", image_path=row.image_path, prompt=make_prompt(row.question),
+                target=row.answer, meta={"category": row.category, "image": row.image_key},
             ))
-        warn_skipped("MME", first.parent, skipped, len(rows), "rows")
+        warn_skipped("MME", source.source, source.skipped, source.total, "questions")
         if not by_image:
-            raise ValueError(f"MME: {first.parent} holds no valid questions; run the download rule for MME again.")
+            raise ValueError(f"MME: {source.source} holds no valid questions; run the download rule for MME again.")
         questions = [q for key in _subset_images(by_image, limit, seed) for q in by_image[key]]
         require_images(questions, "MME")
         return questions

@@ -17,7 +17,8 @@ Metric
     Matches MM-Vet's ``mm-vet_evaluator.py`` (one run): each answer gets a judge score in
     [0, 1] (see ``eval.judge``: the official few-shot GPT grader prompt and re-ask rule over an
     OpenAI-compatible endpoint when ``LLAVA_GEMMA_JUDGE_BASE_URL`` is set, else the offline
-    <AND>/<OR> scorer). ``score`` = 100 x the mean over questions; ``<cap>/score`` = 100 x the
+    <AND>/<OR> scorer; config ``eval.benchmarks.mmvet.judge: offline|endpoint`` fixes the choice,
+    as the toy study does with ``offline``). ``score`` = 100 x the mean over questions; ``<cap>/score`` = 100 x the
     mean over the questions needing capability ``cap`` (rec, ocr, know, gen, spat, math);
     ``judge`` names the judge model, or "offline-and-or"; ``score_ci_*``: bootstrap 95% interval
     over questions. Judged answers are cached in ``<root>/judge_cache.jsonl`` (or
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from llava_gemma.eval.bootstrap import interval_keys, mean_interval
-from llava_gemma.eval.judge import Judge, make_judge
+from llava_gemma.eval.judge import Judge, check_judge_choice, make_judge
 
 from .base import Benchmark, Question, finish_loading, require_path
 
@@ -52,14 +53,19 @@ class MMVetBenchmark(Benchmark):
     name: ClassVar[str] = "mmvet"
     max_new_tokens: ClassVar[int] = 512  # open-ended answers; most MM-Vet references are far shorter
 
-    def __init__(self) -> None:
+    def __init__(self, judge: str | None = None) -> None:
+        self.judge = judge  # config choice: "offline", "endpoint", or None (the environment decides)
         self._judges: dict[str, Judge] = {}
+
+    def with_options(self, *, judge: str | None = None, **others: Any) -> MMVetBenchmark:
+        super().with_options(**others)
+        return MMVetBenchmark(judge=check_judge_choice(judge))
 
     def judge_for(self, cache_path: Path) -> Judge:
         """One judge per cache file, built on first use (the environment is read then, not at import)."""
         key = str(cache_path)
         if key not in self._judges:
-            self._judges[key] = make_judge(cache_path)
+            self._judges[key] = make_judge(cache_path, choice=self.judge)
         return self._judges[key]
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
