@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
+import yaml
 from llava_gemma.analysis.blind_control import build_blind_control
 from llava_gemma.config import Cell
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.generate import PixelCache, batch_inputs, chat_prompt, generate_answers, question_image
-from llava_gemma.eval.run import evaluate_benchmark
+from llava_gemma.eval.run import evaluate_benchmark, evaluate_cell
 from llava_gemma.model.assemble import assemble_llava
 from llava_gemma.model.images import mean_colour
 
 from .conftest import draw_scene
-from .test_benchmarks_layouts import write_testdev
+from .test_benchmarks_layouts import write_release, write_testdev
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_batched_answers_equal_one_at_a_time_and_blind_ignores_the_image(tiny_backbones, tmp_path):
@@ -70,6 +78,23 @@ def test_runner_writes_the_vqav2_submission_and_honours_the_token_cap(tiny_backb
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["note"] == metrics["note"]
 
 
+def test_one_process_evaluates_a_cell_on_several_benchmarks(tiny_backbones, tmp_path):
+    model, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["dinov2"])
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    write_testdev(tmp_path / "data" / "vqav2_testdev", full=False)
+    write_release(tmp_path / "data" / "mme")
+    out = tmp_path / "eval_blind"
+    with pytest.warns(UserWarning, match="lacks the subtask folders"):
+        metrics = evaluate_cell(tmp_path / "model", {"vqav2_testdev": {"max_new_tokens": 3}, "mme": {"limit": 2}},
+                                tmp_path / "data", out, batch_size=4, blind=True)
+    assert metrics["vqav2_testdev"]["max_new_tokens"] == 3 and (out / "vqav2_testdev" / "submission.json").is_file()
+    assert metrics["mme"]["max_new_tokens"] == 4 and metrics["mme"]["blind_images"] is True
+    assert metrics["mme"]["questions"] == 6  # one image (two questions) of each of the 3 subtasks
+    for name in metrics:
+        assert json.loads((out / name / "metrics.json").read_text())["benchmark"] == name
+
+
 def write_metrics(root, cell, kind, bench, **values):
     path = root / cell / kind / bench / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,3 +110,26 @@ def test_blind_control_table_from_metrics_files(tmp_path):
     blind = build_blind_control(cells, ["pope"], tmp_path)
     first = blind[(blind.cell == "2b_clip_pretrain") & (blind.metric == "pope_acc")].iloc[0]
     assert (first.seeing, first.blind) == (0.8, 0.5) and abs(first.gap - 0.3) < 1e-12
+
+
+def dry_run_jobs(tmp_path, eval_overrides: dict) -> dict[str, int]:
+    """Job counts per rule of a dry run of the toy study with ``eval`` updated."""
+    cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
+    cfg["eval"].update(eval_overrides)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = run.stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("one_job_per", ["benchmark", "cell"])
+def test_evaluation_jobs_per_benchmark_or_per_cell(tmp_path, one_job_per):
+    jobs = dry_run_jobs(tmp_path, {"one_job_per": one_job_per, "blind_control": ["pope", "mmvp"]})
+    if one_job_per == "benchmark":
+        assert jobs["evaluate_benchmark"] == 8 * (7 + 2)
+    else:
+        assert jobs["evaluate_cell_eval"] == 8 and jobs["evaluate_cell_eval_blind"] == 8
+        assert "evaluate_benchmark" not in jobs

@@ -281,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                 lines = [next(f) for _ in range(20_000)]
             train_toy_tokenizer(lines, tok_dir, vocab_size=a.vocab)
     tokenizer = prepare_tokenizer(tok_dir)
-    speed = tokenizer_speed(tokenizer, records)
     if a.tokenizer_only:
-        print(json.dumps({"tokenizer": str(tok_dir), "vocab": len(tokenizer), **speed}, indent=1))
+        print(json.dumps({"tokenizer": str(tok_dir), "vocab": len(tokenizer), **tokenizer_speed(tokenizer, records)},
+                         indent=1))
         return 0
     out = a.work / "prepared"
     shutil.rmtree(out, ignore_errors=True)
@@ -303,12 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     meta = pq.ParquetFile(out / "data.parquet").metadata
     tokens = int(pq.read_table(out / "data.parquet", columns=["length"]).column("length").to_numpy().sum())
     lost = {s: {k: v for k, v in st["dropped"].items()} for s, st in report["sources"].items() if st["dropped"]}
-    print(json.dumps({
+    result = {
         "records": report["total"], "kept": report["kept"], "json_bytes": info["bytes"],
         "tokenizer": str(tok_dir), "vocab": len(tokenizer), "workers": a.workers, "cpus": os.cpu_count(),
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cpu_main_s": round(cpu_main, 1),
         "records_per_s": round(report["total"] / wall),
-        "tokens_in_kept_rows": tokens, "tokenizer_speed": speed, "parquet_bytes": (out / "data.parquet").stat().st_size,
+        "tokens_in_kept_rows": tokens, "parquet_bytes": (out / "data.parquet").stat().st_size,
         "row_groups": meta.num_row_groups,
         "peak_rss_main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "peak_rss_largest_worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024,
@@ -316,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         "peak_pss_sum_sampled_mib": mem.peak_pss // (1 << 20) if mem.peak_pss else None,
         "load_average_1min_after": round(os.getloadavg()[0], 2),
         "injected": info["injected"], "dropped": lost, "images": report["images"],
-    }, indent=1))
+    }
+    # Last: its memory must count neither in the peaks above nor in workers forked from this process.
+    result["tokenizer_speed"] = tokenizer_speed(tokenizer, records)
+    print(json.dumps(result, indent=1))
     return 0
 
 

@@ -123,18 +123,21 @@ def cmd_launch(a) -> dict:
                   launcher=a.launcher, slurm_task=a.slurm_task, run_in_process=run_in_process)
 
 
-# Settings every benchmark takes; the rest of eval.benchmarks.<name> are the benchmark's own options.
-EVAL_SETTINGS = ("batch_size", "seed", "limit", "max_new_tokens")
-
-
 def cmd_evaluate(a) -> dict:
-    from llava_gemma.eval.run import evaluate_benchmark
+    from llava_gemma.eval.run import evaluate_benchmark, split_settings
 
     s = _json(a.settings)
-    return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s["batch_size"],
-                              limit=s.get("limit"), seed=s.get("seed", 0), blind=a.blind,
-                              max_new_tokens=s.get("max_new_tokens"),
-                              options={k: v for k, v in s.items() if k not in EVAL_SETTINGS})
+    return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s.pop("batch_size"),
+                              seed=s.pop("seed", 0), blind=a.blind, **split_settings(s))
+
+
+def cmd_evaluate_cell(a) -> dict:
+    from llava_gemma.eval.run import evaluate_cell
+
+    s = _json(a.settings)
+    metrics = evaluate_cell(Path(a.model), s["benchmarks"], Path(a.data_root), Path(a.out),
+                            batch_size=s["batch_size"], seed=s.get("seed", 0), blind=a.blind)
+    return {name: {"questions": m["questions"], "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
 
 
 def _write_report_table(a, build, write) -> dict:
@@ -266,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="internal: this process is one srun task; map SLURM's variables to torch's")
     launch.add_argument("argv", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
     add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
+        "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
+    add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out").add_argument(
         "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")

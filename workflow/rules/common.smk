@@ -92,11 +92,20 @@ def manual_downloads():
     return [p for p in wanted if p not in config.get("downloads", {})]
 
 
-def benchmark_inputs(wildcards):
-    root = f"benchmarks/{wildcards.benchmark}"
+def inputs_of_benchmark(name):
+    root = f"benchmarks/{name}"
     if STUDY.is_toy_world:
         return ["data/raw/toy_world.json"]
     return [f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")] + markers_under(root)
+
+
+def benchmark_inputs(wildcards):
+    return inputs_of_benchmark(wildcards.benchmark)
+
+
+def cell_benchmark_inputs(names):
+    """Input function of a job that evaluates one cell on all of ``names``."""
+    return lambda wildcards: sorted({path for name in names for path in inputs_of_benchmark(name)})
 
 
 # --- training --------------------------------------------------------------------------------

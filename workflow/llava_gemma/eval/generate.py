@@ -1,7 +1,7 @@
 """Batched greedy generation for benchmark questions.
 
-Every prompt is tokenized once and every distinct image preprocessed once (POPE asks 18 questions
-of each image, MME two). Questions are sorted by token length so a batch pads little,
+Every distinct image is preprocessed once (POPE asks 18 questions of each image, MME two).
+Questions are sorted by token length so a batch pads little,
 left-padded (decoder-only), run with the KV cache, stopped as soon as every row has emitted
 ``<end_of_turn>``/EOS (both are eos ids of the checkpoint's generation config), and capped at
 the benchmark's ``max_new_tokens``. Answers come back in the questions' order.
@@ -72,6 +72,11 @@ def expand_image(processor, prompt: str, pixels: torch.Tensor) -> str:
     return prompt.replace(processor.image_token, processor.image_token * image_tokens(processor, pixels))
 
 
+def _on_device(inputs: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """Inputs on the model's device; pixels in its dtype (bf16 on accelerators)."""
+    return {k: v.to(model.device, dtype=model.dtype if k == "pixel_values" else None) for k, v in inputs.items()}
+
+
 def _batches(order: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(order), size):
         yield order[start:start + size]
@@ -105,7 +110,7 @@ def generate_answers(model, processor, questions: Sequence[Question], *, batch_s
             rows = [i for i in batch if (questions[i].image_path is not None) == has_image]
             if not rows:
                 continue
-            inputs = batch_inputs(processor, questions, prompts, rows, pixels)
+            inputs = _on_device(batch_inputs(processor, questions, prompts, rows, pixels), model)
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
             new_tokens = out[:, inputs["input_ids"].shape[1]:]
             for i, text in zip(rows, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):

@@ -15,6 +15,12 @@ caller, never a silently misaligned or fully masked sample. This gives the same 
 as tokenizing each turn alone and checking the concatenation against the whole (the former
 method, kept as the oracle in tests/test_masking.py), at half the tokenizer work and without
 offsets (``encode_batch_fast``).
+
+Gemma's real tokenizer (256k pieces, unreachable here: no hub) could not be run. What is checked
+instead, on a tokenizer of the same shape (GemmaTokenizerFast from a SentencePiece BPE, turn markers
+as added tokens, ``<image>`` added by ``prepare_tokenizer``, ``<bos>`` prepended, ``\n`` an ordinary
+piece): should its merges join the prefix's ``\n`` to an answer's first characters, those samples
+are counted as ``masking_mismatch``, and a source losing too many fails the stage by name.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class TokenizedSample:
 
 @dataclass(frozen=True)
 class ChatLayout:
-    """The token ids the masking looks for, checked once per tokenizer."""
+    """The token ids the masking looks for (found, and checked, once per batch: a few short calls)."""
 
     bos: int
     eos: int
