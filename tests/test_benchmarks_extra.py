@@ -167,6 +167,18 @@ def test_vqav2_loads_toy_files(toy):
     assert len(VQAv2Benchmark().load(root / "vqav2", limit=25)) == 25
 
 
+def test_vqav2_falls_back_to_the_coco_images_pope_holds(toy, tmp_path):
+    root, _ = toy
+    vqav2, pope = tmp_path / "benchmarks" / "vqav2", tmp_path / "benchmarks" / "pope"
+    for name in ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json"):
+        vqav2.mkdir(parents=True, exist_ok=True)
+        (vqav2 / name).write_bytes((root / "vqav2" / name).read_bytes())
+    pope.mkdir(parents=True)
+    (pope / "val2014").symlink_to(root / "vqav2" / "val2014")
+    qs = VQAv2Benchmark().load(vqav2)
+    assert qs and all(q.image_path.parent == pope / "val2014" and q.image_path.is_file() for q in qs)
+
+
 # ----------------------------------------------------------------------------------------- MMVP
 
 
@@ -207,6 +219,13 @@ def test_mmvp_ground_truth_corrections_only_on_the_known_rows(tmp_path):
     assert gold["98"] == gold["101"] == "A"
     q = next(q for q in MMVPBenchmark().load(tmp_path) if q.qid == "1")
     assert q.prompt == "Question 1?\nA. Yes\nB. No" + LETTER_SUFFIX
+
+
+def test_mmvp_reads_images_from_the_space_free_folder(tmp_path):
+    _mmvp_csv(tmp_path, [["1", "Open?", "(a) Open (b) Closed", "(a)"], ["2", "Open?", "(a) Open (b) Closed", "(b)"]])
+    (tmp_path / "MMVP Images").rename(tmp_path / "images")  # the paper config's download path
+    assert [q.image_path for q in MMVPBenchmark().load(tmp_path)] == [tmp_path / "images" / "1.jpg",
+                                                                    tmp_path / "images" / "2.jpg"]
 
 
 def test_mmvp_toy_pairs_differ_in_one_attribute(toy):

@@ -96,7 +96,9 @@ def inputs_of_benchmark(name):
     root = f"benchmarks/{name}"
     if STUDY.is_toy_world:
         return ["data/raw/toy_world.json"]
-    return [f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")] + markers_under(root)
+    shared = markers_under("benchmarks/pope") if name == "vqav2" else []  # VQAv2 reads POPE's COCO val2014
+    return ([f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")]
+            + markers_under(root) + shared)
 
 
 def benchmark_inputs(wildcards):
@@ -127,6 +129,14 @@ def train_settings(stage):
     optional = ("length_buckets", "gradient_checkpointing", "peak_tflops")  # passed only when set
     return settings(dict(stage=t[stage], backend=t["backend"], precision=t["precision"], seed=t["seed"],
                          save_steps=t["save_steps"], **{k: t[k] for k in optional if k in t}))
+
+
+def smoke_settings(stage, steps=5):
+    # A few steps of the stage's real settings (backend, ZeRO stage, precision): a hardware check.
+    s = json.loads(train_settings(stage))
+    s["stage"] = {**s["stage"], "max_steps": steps}
+    s["save_steps"] = 0
+    return settings(s)
 
 
 # --- targets ---------------------------------------------------------------------------------

@@ -64,3 +64,36 @@ rule train_cell:
         TRAIN_LAUNCH + " train --stage stage2 --lm {input.lm} --tower {input.tower} --data data/prepared/instruct"
         " --image_root {params.images} --out {output.model} --work results/work/cells/{wildcards.cell}"
         " {params.connector} --settings '{params.settings}' > {log} 2>&1"
+
+
+# Not part of `all`: five steps of a stage on the configured backend, to check a GPU or Gaudi node
+# before the real run, e.g. `snakemake --profile profiles/local results/smoke/stage2/2b_clip/train_metrics.json`.
+# Stage 2 starts from a fresh connector, so it needs no stage-1 output; it exercises ZeRO-3 on cuda.
+rule smoke_train:
+    input:
+        lm="data/models/{lm}",
+        tower="data/models/{tower}",
+        data=lambda w: f"data/prepared/{'pretrain' if w.stage == 'stage1' else 'instruct'}/data.parquet",
+    output:
+        metrics="results/smoke/{stage}/{lm}_{tower}/train_metrics.json",
+    wildcard_constraints:
+        stage="stage1|stage2",
+    params:
+        settings=lambda w: smoke_settings(w.stage),
+        dataset=lambda w: "pretrain" if w.stage == "stage1" else "instruct",
+        images=lambda w: "data/raw/{0[raw]}/{0[images]}".format(
+            DATASETS["pretrain" if w.stage == "stage1" else "instruct"]),
+    resources:
+        nodes=1,
+        tasks=config["train"]["devices"],
+        cpus_per_task=1,
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/smoke_train/{stage}/{lm}_{tower}.log",
+    shell:
+        TRAIN_LAUNCH + " train --stage {wildcards.stage} --lm {input.lm} --tower {input.tower}"
+        " --data data/prepared/{params.dataset} --image_root {params.images}"
+        " --out results/smoke/{wildcards.stage}/{wildcards.lm}_{wildcards.tower}"
+        " --work results/work/smoke/{wildcards.stage}/{wildcards.lm}_{wildcards.tower}"
+        " --settings '{params.settings}' > {log} 2>&1"

@@ -5,7 +5,8 @@ Source
 
         <root>/Questions.csv       # Index,Question,Options,Correct Answer
                                    # 1,Are the butterfly's wings closer to being open or closed?,(a) Open (b) Closed,(a)
-        <root>/MMVP Images/<Index>.jpg
+        <root>/MMVP Images/<Index>.jpg   (or <root>/images/<Index>.jpg: the paper config's download
+                                   path, which avoids the space in shell commands)
 
     Questions 2k-1 and 2k ask the same question of the two images of pair k. The released ground
     truth of questions 99/100 and 279/280 is swapped; as lmms-eval does, it is corrected here
@@ -40,6 +41,7 @@ from .base import LETTER_SUFFIX, Benchmark, Question, require_images, require_pa
 
 QUESTIONS_FILE = "Questions.csv"
 IMAGE_DIR = "MMVP Images"
+PLAIN_IMAGE_DIR = "images"  # the same images under a name without a space
 # 1-based question index -> corrected letter, and a word the real row's options contain.
 CORRECTIONS: dict[int, tuple[str, str]] = {99: ("B", "tusks"), 100: ("A", "tusks"), 279: ("B", "sitting"),
                                            280: ("A", "sitting")}
@@ -79,7 +81,9 @@ class MMVPBenchmark(Benchmark):
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
         path = require_path(root / QUESTIONS_FILE, "MMVP")
-        image_dir = require_path(root / IMAGE_DIR, "MMVP", is_dir=True)
+        plain = root / PLAIN_IMAGE_DIR
+        image_dir = plain if plain.is_dir() and not (root / IMAGE_DIR).is_dir() else require_path(
+            root / IMAGE_DIR, "MMVP", is_dir=True)
         with path.open(encoding="utf-8-sig", newline="") as fh:
             rows = list(csv.DictReader(fh))
         pairs: dict[int, list[Question]] = defaultdict(list)

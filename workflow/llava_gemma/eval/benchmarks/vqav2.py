@@ -9,6 +9,8 @@ Source
                                                            #   "answers": 10 x {"answer", ...},
                                                            #   "answer_type", "question_type", ...}]}
         <root>/val2014/COCO_val2014_<image_id:012d>.jpg
+        (or, if absent, <root>/../pope/val2014/: the COCO val2014 images POPE already uses, so one
+        download serves both)
 
     The study reports test-dev, which only EvalAI can score; val2014 has public answers, so the
     same scorer runs locally. ``limit`` takes a seeded subset of questions.
@@ -125,7 +127,9 @@ class VQAv2Benchmark(Benchmark):
         root = Path(root)
         qpath = require_path(root / QUESTIONS_FILE, "VQAv2")
         apath = require_path(root / ANNOTATIONS_FILE, "VQAv2")
-        image_dir = require_path(root / "val2014", "VQAv2", is_dir=True)
+        shared = root.parent / "pope" / "val2014"
+        image_dir = shared if shared.is_dir() and not (root / "val2014").is_dir() else require_path(
+            root / "val2014", "VQAv2", is_dir=True)
         annotations: dict[str, dict[str, Any]] = {}
         for ann in _load_json(apath, "annotations"):
             if isinstance(ann, dict) and isinstance(ann.get("answers"), list):

@@ -1,0 +1,78 @@
+"""The paper study's DAG (config.yaml), from one offline dry run: every Table 1 benchmark is evaluated on every
+cell, and every raw file an evaluation waits for is produced by a download or extract job of the same DAG."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE1 = {"gqa", "mme", "mmvet", "pope", "vqav2", "mmvp", "scienceqa_img"}
+RAW_PRODUCERS = {"download_file", "extract_archive"}
+
+
+def parse_jobs(text: str) -> list[dict]:
+    """The jobs of a dry run's listing: rule name, inputs, outputs and wildcards."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):$", line):
+            job = {"rule": m.group(1), "input": [], "output": [], "wildcards": {}}
+            jobs.append(job)
+        elif job is not None and (m := re.match(r"^\s+(input|output|wildcards): (.*)$", line)):
+            if m.group(1) == "wildcards":
+                job["wildcards"] = dict(kv.split("=", 1) for kv in m.group(2).split(", "))
+            else:
+                job[m.group(1)] = m.group(2).split(", ")
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory) -> list[dict]:
+    # One dry run of the paper config in an empty folder (~20 s on 2 cores: 450 jobs); no network is touched.
+    workdir = tmp_path_factory.mktemp("paper")
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(workdir), "--configfile", str(ROOT / "config.yaml")],
+                          capture_output=True, text=True, cwd=workdir)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return parse_jobs(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_config_evaluates_table1_with_the_blind_control(config):
+    assert set(config["eval"]["benchmarks"]) == TABLE1
+    assert config["eval"]["blind_control"] == ["pope", "mme", "mmvp"]
+
+
+def test_every_cell_is_evaluated_on_every_benchmark(dag, config):
+    cells = {job["wildcards"]["cell"] for job in dag if job["rule"] == "train_cell"}
+    assert len(cells) == 8
+    evaluations = Counter((job["wildcards"]["evaluation"], job["wildcards"]["benchmark"])
+                          for job in dag if job["rule"] == "evaluate_benchmark")
+    blind = config["eval"]["blind_control"]
+    expected = {("eval", b): 8 for b in TABLE1} | {("eval_blind", b): 8 for b in blind}
+    assert evaluations == expected  # 8 x 7 evaluations + 8 x 3 blind ones
+
+
+def test_every_benchmark_input_comes_from_a_download_or_extract(dag):
+    produced = {path for job in dag if job["rule"] in RAW_PRODUCERS for path in job["output"]}
+    for job in (j for j in dag if j["rule"] == "evaluate_benchmark"):
+        raw = [path for path in job["input"] if path.startswith("data/raw/")]
+        benchmark = job["wildcards"]["benchmark"]
+        assert raw, f"{benchmark} waits for no raw data"
+        assert set(raw) <= produced, f"{benchmark}: no job produces {sorted(set(raw) - produced)}"
+
+
+def test_vqav2_waits_for_the_coco_images_it_shares_with_pope(dag):
+    coco = "data/raw/archives/coco_val2014.zip.extracted.json"
+    vqav2 = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "vqav2"]
+    assert vqav2 and all(coco in job["input"] for job in vqav2)
