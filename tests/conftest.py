@@ -66,3 +66,18 @@ def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
         pretrain_toy_vision_tower(chat, images, root / "tokenizer", root / name, spec)
         paths[name] = root / name
     return paths
+
+
+@pytest.fixture(scope="session")
+def reduced_study(tmp_path_factory) -> Path:
+    """The reduced toy study run once to Table 1 with `--cores 2`; the workflow and SLURM tests read it
+    (and must not change it)."""
+    import yaml
+
+    from tests.test_workflow import reduced_toy_config, snakemake
+
+    workdir = tmp_path_factory.mktemp("reduced_study")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_toy_config()))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir

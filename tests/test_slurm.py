@@ -65,12 +65,9 @@ def _new_study(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_study(tmp_path_factory) -> Path:
-    """The reference: the same reduced study run locally (--cores 2)."""
-    workdir = _new_study(tmp_path_factory.mktemp("local_study"))
-    run = run_workflow(workdir, profile=None)
-    assert run.returncode == 0, run.tail()
-    return workdir
+def local_study(reduced_study) -> Path:
+    """The reference: the same reduced study run locally (--cores 2), shared with test_workflow."""
+    return reduced_study
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ SLURM_PROFILE = ROOT / "profiles" / "slurm-ci"
 _JOB_HEADER = re.compile(r"^(local)?rule (\w+):$")
 _SUBMITTED = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 _ERROR_HEADER = re.compile(r"^Error in rule (\w+):$")
+_RULE = "=" * 40  # Snakemake frames a shown log with 80 "="; its banner underline is shorter
 
 
 @dataclass
@@ -67,7 +68,19 @@ def parse_run(output: str, returncode: int = 0) -> WorkflowRun:
     failures: list[Failure] = []
     job: Job | None = None  # the job whose block is being read
     failure: Failure | None = None  # the failure whose block is being read
+    # A failed job's log that Snakemake shows (show-failed-logs) runs from "Logfile <path>:" over a
+    # long ==== rule to the next one; the job's own Snakemake messages in it are not this run's.
+    shown_log = ""  # "" outside, "header" after "Logfile <path>:", "inside" between the rules
     for line in output.splitlines():
+        if shown_log == "inside":
+            shown_log = "" if line.startswith(_RULE) else "inside"
+            continue
+        if shown_log == "header" and line.startswith(_RULE):
+            shown_log = "inside"
+            continue
+        shown_log = "header" if line.startswith("Logfile ") and line.endswith(":") else ""
+        if shown_log:
+            continue
         if m := _JOB_HEADER.match(line):
             job, failure = Job(rule=m[2], local=bool(m[1]), wildcards={}), None
         elif m := _ERROR_HEADER.match(line):

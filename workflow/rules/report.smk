@@ -2,6 +2,18 @@
 # `snakemake --report results/report.html` collects every output marked with report().
 
 
+# Report rules read small files and write tables and plots: on a cluster they run beside Snakemake
+# itself rather than waiting in the queue. Relevancy maps load a model and stay cluster jobs.
+localrules:
+    make_table1,
+    make_blind_control_table,
+    fit_factor_effects,
+    make_speed_table,
+    plot_training_loss,
+    summarise_data_filter,
+    plot_relevancy,
+
+
 rule make_table1:
     input:
         all_metrics(),
