@@ -83,6 +83,8 @@ rule await_manual_download:
         "data/raw/{manual}",
     wildcard_constraints:
         manual=_alternatives(manual_downloads()),
+    conda:
+        "../../envs/core.yaml"
     log:
         "logs/manual/{manual}.log",
     shell:

@@ -91,6 +91,8 @@ rule smoke_train:
         "../../envs/core.yaml"
     log:
         "logs/smoke_train/{stage}/{lm}_{tower}.log",
+    benchmark:
+        "benchmarks/smoke_train/{stage}/{lm}_{tower}.tsv"
     shell:
         TRAIN_LAUNCH + " train --stage {wildcards.stage} --lm {input.lm} --tower {input.tower}"
         " --data data/prepared/{params.dataset} --image_root {params.images}"
