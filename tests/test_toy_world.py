@@ -28,6 +28,7 @@ from PIL import Image
 
 SPEC = ToyWorldSpec(seed=7, n_pretrain=40, n_instruct=40, n_pope_images=5, n_gqa_questions=20)
 SUFFIX = "\nAnswer the question using a single word or phrase."
+LETTER = "\nAnswer with the option's letter from the given choices directly."
 IMAGE_PATTERNS = [
     r"coco/train2017/\d{12}\.jpg", r"gqa/images/\d+\.jpg", r"ocr_vqa/images/\d+\.jpg",
     r"textvqa/train_images/[0-9a-f]{16}\.jpg", r"vg/VG_100K/\d+\.jpg", r"vg/VG_100K_2/\d+\.jpg",
@@ -167,7 +168,7 @@ def test_instruct_mix_format_and_answers(toy: dict[str, Any]) -> None:
             assert set(r) == {"id", "conversations"}
             assert not any("<image>" in t["value"] for t in conv)
             continue
-        assert set(r) == {"id", "image", "conversations"} and 2 <= len(conv) // 2 <= 7
+        assert set(r) == {"id", "image", "conversations"} and 2 <= len(conv) // 2 <= 8
         assert any(re.fullmatch(p, r["image"]) for p in IMAGE_PATTERNS), r["image"]
         assert conv[0]["value"].startswith("<image>\n")
         assert sum(t["value"].count("<image>") for t in conv) == 1
@@ -176,7 +177,11 @@ def test_instruct_mix_format_and_answers(toy: dict[str, Any]) -> None:
         scene = toy["scene"][data]
         for q, a in zip(conv[0::2], conv[1::2]):
             question, answer = q["value"].replace("<image>\n", ""), a["value"]
-            if question.endswith(SUFFIX):
+            if question.endswith(LETTER):  # multiple choice: the lettered option is the templated answer
+                first, *options = question.removesuffix(LETTER).split("\n")
+                chosen = dict(o.split(". ", 1) for o in options)[answer]
+                assert _oracle(first, scene) == chosen.lower(), (question, answer)
+            elif question.endswith(SUFFIX):
                 short += 1
                 assert len(answer.split()) <= 2 and answer[0].isupper()
                 assert _oracle(question, scene) == answer.lower(), (question, answer)

@@ -25,6 +25,8 @@ from .benchmarks_extra import ExtraBenchmarkSpec, generate_extra_benchmarks
 from .scenes import FACTS, NUMBERS, SHAPES, Scene
 
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
+# A-OKVQA's multiple-choice turns in the 665k mix: lettered options, a one-letter answer.
+LETTER_ANSWER = "\nAnswer with the option's letter from the given choices directly."
 # The brief-description instructions of LLaVA's pretraining data.
 PRETRAIN_PROMPTS = (
     "Describe the image concisely.", "Provide a brief description of the given image.",
@@ -135,6 +137,26 @@ def _box(b: tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{min(max(v, 0.0), 1.0):.2f}" for v in b) + "]"
 
 
+# The answer vocabulary of each kind of question, for the wrong options of a multiple-choice turn.
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "color": tuple(c.capitalize() for c in sc.COLORS), "shape": tuple(s.capitalize() for s in SHAPES),
+    "size": tuple(z.capitalize() for z in sc.SIZES), "position": tuple(c.capitalize() for c in sc.CELL_NAMES),
+    "count": tuple(n.capitalize() for n in NUMBERS[1:5]),
+}
+
+
+def _multiple_choice(qa: sc.QA, rng: random.Random) -> tuple[str, str] | None:
+    """The question with 2-4 lettered options (one right), as A-OKVQA's turns in LLaVA-1.5's mix."""
+    if qa.kind not in _OPTIONS:
+        return None
+    wrong = [o for o in _OPTIONS[qa.kind] if o != qa.answer]
+    options = [qa.answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, 3)))]
+    rng.shuffle(options)
+    letters = "ABCD"
+    lines = "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(options))
+    return f"{qa.question}\n{lines}{LETTER_ANSWER}", letters[options.index(qa.answer)]
+
+
 def _image_pairs(root: str, scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
     n = rng.randint(2, 4)
     if root.startswith("vg"):  # Visual Genome: region grounding and region captioning
@@ -153,7 +175,10 @@ def _image_pairs(root: str, scene: Scene, rng: random.Random) -> list[tuple[str,
         # LMs need many of them to learn to check the image for the object a question names.
         chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=2)
         rng.shuffle(chosen)
-        return [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
+        pairs = [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
+        if root == "coco" and (mc := _multiple_choice(rng.choice(others), rng) if others else None):
+            pairs.append(mc)
+        return pairs
     chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=1)
     rng.shuffle(chosen)
     pairs = [(qa.question, qa.full) for qa in chosen]  # LLaVA-Instruct conversations
