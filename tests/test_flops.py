@@ -153,12 +153,12 @@ def test_estimate_for_the_paper_config():
     assert table[0].startswith("| cell | stage 1 EFLOP") and len([r for r in table if r.startswith("| ")]) == 9
 
 
-def test_estimate_cli_prints_markdown_and_json(capsys):
+def test_estimate_cli_prints_markdown_and_json(capfd):
     assert main(["estimate", "--config", str(ROOT / "config.yaml"), "--mfu", "0.5"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "| 7b_dinov2_skip |" in out and "at MFU 0.5" in out
     assert main(["estimate", "--config", str(ROOT / "config.yaml"), "--json"]) == 0
-    parsed = json.loads(capsys.readouterr().out)
+    parsed = json.loads(capfd.readouterr().out)
     assert parsed["hardware"] == {"devices": 8, "peak_tflops": 432.0, "mfu": 0.4}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -304,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llava-gemma {args.command}: error: {err}", file=sys.stderr)
         return 1
     if result is not None:
-        print(json.dumps(result, indent=2, default=str))
+        # One write() for the whole result: ranks of one job share a log, and separate writes of
+        # two processes would interleave their JSON.
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), (json.dumps(result, indent=2, default=str) + "\n").encode())
     return 0
 
 
