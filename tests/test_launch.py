@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
@@ -185,19 +184,6 @@ def one_rank(tiny_backbones, caption_data, tmp_path_factory):
     return out
 
 
-def rank_results(stdout: str) -> list[dict]:
-    """The result each rank printed (one JSON object per process)."""
-    decoder, found, i = json.JSONDecoder(), [], 0
-    while (i := stdout.find("{\n", i)) >= 0:
-        try:
-            obj, i = decoder.raw_decode(stdout, i)
-        except json.JSONDecodeError:
-            i += 2
-            continue
-        if isinstance(obj, dict) and "final_loss" in obj:
-            found.append(obj)
-    return found
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["torchrun", "srun"])
@@ -215,7 +201,7 @@ def test_two_ranks_through_the_launcher_equal_one_rank(launcher, tiny_backbones,
                                  *th.train_argv(tiny_backbones, *caption_data, tmp_path, per_device=4,
                                                 global_batch=8)), **env)
     assert f"llava-gemma launch: {launcher}:" in done.stderr
-    ranks = rank_results(done.stdout)
+    ranks = th.rank_results(done.stdout)
     assert [r["world_size"] for r in ranks] == [2, 2], done.stdout[-2000:]
     assert ranks[0]["final_loss"] == ranks[1]["final_loss"]  # the logged loss is the mean over ranks
 

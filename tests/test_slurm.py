@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from . import train_helpers as th
 from .slurm.cluster import cluster_script, daemon_logs, finished_jobs, job_comments
 from .slurm.workflow_run import WorkflowRun, run_workflow
 from .test_workflow import reduced_toy_config
@@ -213,7 +214,7 @@ def test_two_rank_training_under_srun_equals_one_rank(slurm_study, tmp_path):
     two_ranks_dir, _ = results[2]
     log = (two_ranks_dir / "logs/train_connector/2b_clip.log").read_text()
     assert "llava-gemma launch: srun: srun" in log, log[-3000:]
-    rank_results = _rank_results(log)  # each srun task prints its own result
+    rank_results = th.rank_results(log)  # each srun task prints its own result
     assert [r["world_size"] for r in rank_results] == [2, 2], log[-3000:]
     assert rank_results[0]["final_loss"] == pytest.approx(rank_results[1]["final_loss"], rel=1e-6)
 
@@ -226,20 +227,6 @@ def test_two_rank_training_under_srun_equals_one_rank(slurm_study, tmp_path):
     _assert_same_tensors(results[1][0] / "results/stage1/2b_clip/connector.safetensors",
                          results[2][0] / "results/stage1/2b_clip/connector.safetensors")
 
-
-def _rank_results(log: str) -> list[dict]:
-    """The result each rank printed (llava-gemma prints one JSON object per process)."""
-    decoder, found, i = json.JSONDecoder(), [], 0
-    while (i := log.find("{\n", i)) >= 0:
-        try:
-            obj, end = decoder.raw_decode(log, i)
-        except json.JSONDecodeError:
-            i += 2
-            continue
-        if isinstance(obj, dict) and "final_loss" in obj:
-            found.append(obj)
-        i = end
-    return found
 
 
 def _losses(train_log: Path) -> list[float]:

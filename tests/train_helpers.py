@@ -68,3 +68,18 @@ def trained(out: Path) -> tuple[dict, dict]:
 def losses(out: Path) -> list[float]:
     lines = (out / "out" / "train_log.jsonl").read_text().splitlines()
     return [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
+
+
+def rank_results(output: str) -> list[dict]:
+    """The training result each rank printed (one JSON object per process) in a shared output."""
+    decoder, found, i = json.JSONDecoder(), [], 0
+    while (i := output.find("{\n", i)) >= 0:
+        try:
+            obj, end = decoder.raw_decode(output, i)
+        except json.JSONDecodeError:
+            i += 2
+            continue
+        if isinstance(obj, dict) and "final_loss" in obj:
+            found.append(obj)
+        i = end
+    return found
