@@ -163,6 +163,16 @@ def test_pope_limit_is_per_split_seeded_and_deterministic(tmp_path):
     assert len(subsets) > 1  # the seed matters
 
 
+@pytest.mark.parametrize("limit", [2, 4, 10, 15])
+def test_pope_limit_keeps_yes_and_no_balanced(tmp_path, limit):
+    _write_pope(tmp_path, n=40)  # 20 yes and 20 no per split
+    for seed in range(3):
+        questions = PopeBenchmark().load(tmp_path, limit=limit, seed=seed)
+        for split in SPLITS:
+            labels = [q.target for q in questions if q.meta["split"] == split]
+            assert len(labels) == limit and abs(labels.count("yes") - labels.count("no")) <= 1
+
+
 def test_pope_malformed_lines_are_skipped_with_count(tmp_path):
     bad = [
         '{"question_id": 99, "image": "x.jpg", "text": "Is',

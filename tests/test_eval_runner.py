@@ -95,6 +95,24 @@ def test_one_process_evaluates_a_cell_on_several_benchmarks(tiny_backbones, tmp_
         assert json.loads((out / name / "metrics.json").read_text())["benchmark"] == name
 
 
+def test_one_process_writes_a_cells_evaluation_and_its_blind_control(tiny_backbones, tmp_path):
+    model, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["clip"])
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    write_release(tmp_path / "data" / "mme")
+    with pytest.warns(UserWarning, match="lacks the subtask folders"):
+        metrics = evaluate_cell(tmp_path / "model", {"mme": {"limit": 2}}, tmp_path / "data", tmp_path / "eval",
+                                batch_size=4, blind_benchmarks=["mme"], blind_out_root=tmp_path / "eval_blind")
+    assert metrics["mme"]["blind_images"] is False and metrics["blind/mme"]["blind_images"] is True
+    seeing = json.loads((tmp_path / "eval" / "mme" / "metrics.json").read_text())
+    blind = json.loads((tmp_path / "eval_blind" / "mme" / "metrics.json").read_text())
+    assert (seeing["blind_images"], blind["blind_images"]) == (False, True)
+    assert seeing["questions"] == blind["questions"] == 6
+    with pytest.raises(ValueError, match="blind_out_root"):
+        evaluate_cell(tmp_path / "model", {"mme": {"limit": 2}}, tmp_path / "data", tmp_path / "x", batch_size=4,
+                      blind_benchmarks=["mme"])
+
+
 def write_metrics(root, cell, kind, bench, **values):
     path = root / cell / kind / bench / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,5 +149,5 @@ def test_evaluation_jobs_per_benchmark_or_per_cell(tmp_path, one_job_per):
     if one_job_per == "benchmark":
         assert jobs["evaluate_benchmark"] == 8 * (7 + 2)
     else:
-        assert jobs["evaluate_cell_eval"] == 8 and jobs["evaluate_cell_eval_blind"] == 8
+        assert jobs["evaluate_cell"] == 8  # each also writes the cell's blind control
         assert "evaluate_benchmark" not in jobs

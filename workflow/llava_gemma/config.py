@@ -64,6 +64,7 @@ class StageConfig:
     lr_scheduler: str
     zero_stage: int | dict[str, int]  # one stage for every backend, or one per backend
     max_steps: int | None = None
+    group_by_modality_length: bool = False  # LLaVA-1.5's stage-2 batching (train/sampler.py)
 
     def zero_stage_for(self, backend: str) -> int:
         if isinstance(self.zero_stage, int):

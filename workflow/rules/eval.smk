@@ -6,46 +6,42 @@
 # and its metrics.json says "scored": false.
 #
 # eval.one_job_per picks the job size. "benchmark" (default): one job per cell and benchmark, so a
-# changed benchmark setting reruns only that benchmark. "cell": one job per cell and evaluation
-# evaluating all its benchmarks in one process; it saves the python/torch/transformers start-up
-# (about 9 s of CPU per job on 2 cores), which dominates a toy evaluation of a few seconds.
+# changed benchmark setting reruns only that benchmark. "cell": one job per cell that loads the model
+# once and answers all its benchmarks and their blind controls; it saves the python/torch/transformers
+# start-up (about 9 s of CPU per job on 2 cores), which dominates a toy evaluation of a few seconds.
 
 
-def eval_settings(names):
+def eval_settings(names, **extra):
     e = config["eval"]
     return settings(dict(batch_size=e["batch_size"], seed=e.get("seed", 0),
-                         benchmarks={name: e["benchmarks"][name] for name in names}))
+                         benchmarks={name: e["benchmarks"][name] for name in names}, **extra))
 
 
 if config["eval"].get("one_job_per", "benchmark") == "cell":
 
-    for _evaluation, _names in (("eval", BENCHMARKS), ("eval_blind", BLIND_BENCHMARKS)):
-        if not _names:
-            continue
+    def cell_eval_outputs(evaluation, names):
+        return expand("results/cells/{{cell}}/{evaluation}/{benchmark}/{file}", evaluation=evaluation,
+                      benchmark=names, file=("samples.jsonl", "metrics.json"))
 
-        rule:
-            name:
-                f"evaluate_cell_{_evaluation}"
-            input:
-                cell_benchmark_inputs(_names),
-                model="results/cells/{cell}/model",
-            output:
-                expand("results/cells/{{cell}}/{evaluation}/{benchmark}/{file}", evaluation=_evaluation,
-                       benchmark=_names, file=("samples.jsonl", "metrics.json")),
-            params:
-                settings=eval_settings(_names),
-                blind="--blind" if _evaluation == "eval_blind" else "",
-                # A function, bound now: the shell string is evaluated when the job runs, after the loop.
-                out=lambda w, evaluation=_evaluation: f"results/cells/{w.cell}/{evaluation}",
-            conda:
-                "../../envs/core.yaml"
-            log:
-                f"logs/{_evaluation}/{{cell}}.log",
-            benchmark:
-                f"benchmarks/{_evaluation}/{{cell}}.tsv"
-            shell:
-                "llava-gemma evaluate-cell --model {input.model} {params.blind} --data_root data/raw/benchmarks"
-                " --out {params.out} --settings '{params.settings}' > {log} 2>&1"
+    rule evaluate_cell:
+        input:
+            cell_benchmark_inputs(BENCHMARKS),
+            model="results/cells/{cell}/model",
+        output:
+            cell_eval_outputs("eval", BENCHMARKS),
+            cell_eval_outputs("eval_blind", BLIND_BENCHMARKS),
+        params:
+            settings=eval_settings(BENCHMARKS, blind_control=BLIND_BENCHMARKS),
+        conda:
+            "../../envs/core.yaml"
+        log:
+            "logs/eval/{cell}.log",
+        benchmark:
+            "benchmarks/eval/{cell}.tsv"
+        shell:
+            "llava-gemma evaluate-cell --model {input.model} --data_root data/raw/benchmarks"
+            " --out results/cells/{wildcards.cell}/eval --blind_out results/cells/{wildcards.cell}/eval_blind"
+            " --settings '{params.settings}' > {log} 2>&1"
 
 else:
 

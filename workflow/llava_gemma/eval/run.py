@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,21 @@ def split_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], data_root: Path, out_root: Path,
-                  *, batch_size: int, seed: int = 0, blind: bool = False) -> dict[str, dict]:
+                  *, batch_size: int, seed: int = 0, blind: bool = False, blind_benchmarks: Sequence[str] = (),
+                  blind_out_root: Path | None = None) -> dict[str, dict]:
     """Every benchmark of ``benchmarks`` (name -> its config entry) with one model load, each from
-    ``<data_root>/<name>`` into ``<out_root>/<name>``."""
+    ``<data_root>/<name>`` into ``<out_root>/<name>``; then, with the same loaded model, the blind-image
+    control of ``blind_benchmarks`` into ``<blind_out_root>/<name>`` (keys ``blind/<name>``)."""
+    if blind_benchmarks and blind_out_root is None:
+        raise ValueError("blind_benchmarks needs blind_out_root, the folder of the blind-image control")
     model, processor = load_cell(model_dir)
-    return {name: run_benchmark(model, processor, name, data_root / name, out_root / name,
-                                **{"batch_size": batch_size, "seed": seed, **split_settings(entry)}, blind=blind)
-            for name, entry in benchmarks.items()}
+
+    def run(name: str, out: Path, blind: bool) -> dict:
+        return run_benchmark(model, processor, name, data_root / name, out / name,
+                             **{"batch_size": batch_size, "seed": seed, **split_settings(benchmarks[name])},
+                             blind=blind)
+
+    results = {name: run(name, out_root, blind) for name in benchmarks}
+    for name in blind_benchmarks:
+        results[f"blind/{name}"] = run(name, Path(blind_out_root), True)
+    return results

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -38,6 +39,11 @@ class PreparedDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def has_image(self) -> np.ndarray:
+        """Which rows are image samples (the rest are text-only), for grouping batches by modality."""
+        nonempty = pc.fill_null(pc.greater(pc.utf8_length(self.images), 0), False)
+        return nonempty.to_numpy(zero_copy_only=False).astype(bool)
 
     def image_path(self, i: int) -> str | None:
         image = self.images[i].as_py()

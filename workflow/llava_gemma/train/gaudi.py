@@ -66,7 +66,9 @@ def gaudi_training_arguments(common: dict):
     return arguments_class(**common, **gaudi_argument_kwargs())
 
 
-def gaudi_trainer(*, model, args, precision: str, train_dataset, data_collator, callbacks=None):
+def gaudi_trainer(*, model, args, precision: str, train_dataset, data_collator, callbacks=None, mixin=None):
     config_class, trainer_class, _ = _optimum_habana()
+    if mixin is not None:  # e.g. the grouped sampler of train/sampler.py
+        trainer_class = type("Grouped" + trainer_class.__name__, (mixin, trainer_class), {})
     return trainer_class(model=model, gaudi_config=config_class(**gaudi_config_kwargs(precision)), args=args,
                          train_dataset=train_dataset, data_collator=data_collator, callbacks=callbacks)

@@ -16,6 +16,7 @@ from llava_gemma.train.backends import TRAITS
 from llava_gemma.train.batch_plan import BatchPlan, plan_batch
 from llava_gemma.train.deepspeed_config import deepspeed_config
 from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
+from llava_gemma.train.sampler import GroupedSamplerMixin
 
 
 def common_arguments(stage: StageConfig, work_dir: Path, *, backend: str, precision: str, plan: BatchPlan,
@@ -68,9 +69,13 @@ def training_arguments(stage: StageConfig, work_dir: Path, *, backend: str, prec
 
 
 def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str, train_dataset, data_collator,
-                 callbacks=None) -> Trainer:
+                 callbacks=None, group_by_modality_length: bool = False) -> Trainer:
+    """HF's Trainer, or GaudiTrainer on hpu; with ``group_by_modality_length`` either one draws its
+    batches from train/sampler.py instead of a uniform shuffle."""
+    mixin = GroupedSamplerMixin if group_by_modality_length else None
     if backend == "hpu":
         return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
-                             data_collator=data_collator, callbacks=callbacks)
-    return Trainer(model=model, args=args, train_dataset=train_dataset, data_collator=data_collator,
-                   callbacks=callbacks)
+                             data_collator=data_collator, callbacks=callbacks, mixin=mixin)
+    trainer_class = type("GroupedTrainer", (mixin, Trainer), {}) if mixin else Trainer
+    return trainer_class(model=model, args=args, train_dataset=train_dataset, data_collator=data_collator,
+                         callbacks=callbacks)

@@ -8,6 +8,7 @@ the benchmark's official scorer computes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,6 +68,25 @@ def seeded_subset(items: list, limit: int | None, seed: int) -> list:
     if limit is None or limit >= len(items):
         return list(items)
     keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+def stratified_subset(items: list, limit: int | None, seed: int, key: Callable[[Any], Any]) -> list:
+    """``seeded_subset`` within each stratum of ``key`` (POPE's yes and no), each stratum keeping its
+    share of ``limit`` (largest remainder), so a limited run keeps the full set's balance."""
+    import random
+
+    if limit is None or limit >= len(items):
+        return list(items)
+    strata: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        strata.setdefault(key(item), []).append(i)
+    exact = {k: limit * len(v) / len(items) for k, v in strata.items()}
+    quota = {k: int(q) for k, q in exact.items()}
+    for k in sorted(exact, key=lambda k: quota[k] - exact[k])[: limit - sum(quota.values())]:
+        quota[k] += 1
+    rng = random.Random(seed)
+    keep = sorted(i for k in sorted(strata, key=str) for i in rng.sample(strata[k], quota[k]))
     return [items[i] for i in keep]
 
 

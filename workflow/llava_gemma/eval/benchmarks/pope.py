@@ -8,7 +8,7 @@ Source
 
     Each line is ``{"question_id": 1, "image": "COCO_val2014_000000310196.jpg",
     "text": "Is there a snowboard in the image?", "label": "yes"}``. All three splits are
-    loaded; ``limit`` applies per split (a seeded subset, see ``seeded_subset``).
+    loaded; ``limit`` applies per split (a seeded subset balanced between yes and no, see ``stratified_subset``).
 
 Prompt
     ``text`` followed by ``SHORT_ANSWER_SUFFIX`` ("Answer the question using a single word or
@@ -45,7 +45,7 @@ from .base import (
     Question,
     require_images,
     require_path,
-    seeded_subset,
+    stratified_subset,
     warn_skipped,
 )
 
@@ -114,7 +114,8 @@ class PopeBenchmark(Benchmark):
         for split in SPLITS:
             path = require_path(root / f"coco_pope_{split}.json", "POPE")
             split_questions = self._read_split(path, split, image_dir)
-            questions.extend(seeded_subset(split_questions, limit, seed))
+            # Stratified by label: a limited run keeps POPE's 50/50 yes/no, so answer priors score 0.5.
+            questions.extend(stratified_subset(split_questions, limit, seed, key=lambda q: q.target))
         require_images(questions, "POPE")
         return questions
 

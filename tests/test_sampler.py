@@ -1,0 +1,106 @@
+"""Stage 2's modality- and length-grouped batches (LLaVA-1.5's group_by_modality_length)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from llava_gemma.train.dataset import PreparedDataset
+from llava_gemma.train.sampler import ModalityLengthGroupedSampler, length_grouped_order
+from llava_gemma.train.trainer_setup import make_trainer
+from transformers import Trainer, TrainingArguments
+
+
+def _mix(n: int = 1003, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    has_image = rng.random(n) < 0.8
+    lengths = np.where(has_image, rng.integers(20, 400, n), rng.integers(50, 1500, n))
+    return lengths, has_image
+
+
+def _batches(order: np.ndarray, batch: int) -> list[np.ndarray]:
+    return [order[i:i + batch] for i in range(0, len(order), batch)]
+
+
+def _padding(order: np.ndarray, lengths: np.ndarray, batch: int) -> float:
+    padded = sum(len(b) * lengths[b].max() for b in _batches(order, batch))
+    return 1 - lengths.sum() / padded
+
+
+@pytest.mark.parametrize("n,seed", [(5, 0), (203, 1), (1003, 2), (5000, 3)])
+def test_order_is_a_permutation_with_single_modality_batches(n, seed):
+    lengths, has_image = _mix(n, seed)
+    order = length_grouped_order(lengths, has_image, batch_size=8, seed=seed)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    batches = _batches(order, 8)
+    mixed = [i for i, b in enumerate(batches) if 0 < has_image[b].sum() < len(b)]
+    assert len(mixed) <= 1 and all(i >= len(batches) - 2 for i in mixed)  # only where the leftovers meet
+
+
+def test_grouping_cuts_padding_against_a_uniform_shuffle():
+    lengths, has_image = _mix()
+    grouped = _padding(length_grouped_order(lengths, has_image, 8, seed=1), lengths, 8)
+    uniform = _padding(np.random.default_rng(1).permutation(len(lengths)), lengths, 8)
+    assert grouped < 0.1 < 0.3 < uniform
+
+
+def test_batch_order_is_random_not_sorted():
+    lengths, has_image = _mix()
+    order = length_grouped_order(lengths, has_image, 8, seed=1)
+    firsts = [lengths[b].max() for b in _batches(order, 8)[:-2]]
+    # Sorted batches would make the longest-row sequence monotone over each group of 50 batches.
+    assert sum(a < b for a, b in itertools.pairwise(firsts)) > len(firsts) // 4
+
+
+def test_sampler_is_reproducible_and_reseeded_per_epoch():
+    lengths, has_image = _mix()
+    sampler = ModalityLengthGroupedSampler(lengths, has_image, batch_size=8, seed=3)
+    first = list(sampler)
+    assert first == list(ModalityLengthGroupedSampler(lengths, has_image, 8, 3))  # a resumed run replays it
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(sampler) == sorted(first)
+    assert len(sampler) == len(lengths)
+
+
+def test_prepared_dataset_modality_column(tmp_path):
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"input_ids": [[1, 2], [3], [4, 5, 6]], "labels": [[1, 2], [3], [4, 5, 6]],
+                             "image": ["coco/1.jpg", None, ""], "length": [2, 1, 3]}), path)
+    assert PreparedDataset(path, tmp_path).has_image().tolist() == [True, False, False]
+
+
+class _Echo(torch.nn.Module):
+    """A stand-in model: the Trainer only needs parameters to build its data loader."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
+def test_trainer_draws_grouped_batches(tmp_path):
+    lengths, has_image = _mix(203)
+    path = tmp_path / "data.parquet"
+    ids = [list(range(n)) for n in lengths]
+    pq.write_table(pa.table({"input_ids": ids, "labels": ids, "length": lengths,
+                             "image": ["coco/x.jpg" if h else None for h in has_image]}), path)
+    dataset = PreparedDataset(path, tmp_path)
+    args = TrainingArguments(output_dir=str(tmp_path / "work"), per_device_train_batch_size=8, use_cpu=True,
+                             report_to=[], seed=5, remove_unused_columns=False)
+
+    def collate(rows):  # lengths and modality only: no images are read
+        return {"length": torch.tensor([len(r["input_ids"]) for r in rows]),
+                "image": torch.tensor([r["image_path"] is not None for r in rows])}
+
+    grouped = make_trainer("cpu", model=_Echo(), args=args, precision="fp32", train_dataset=dataset,
+                           data_collator=collate, group_by_modality_length=True)
+    assert isinstance(grouped, Trainer) and isinstance(grouped._get_train_sampler(), ModalityLengthGroupedSampler)
+    batches = list(grouped.get_train_dataloader())
+    assert sum(len(b["length"]) for b in batches) == len(lengths)
+    assert sum(not (b["image"].all() or not b["image"].any()) for b in batches) <= 1
+    plain = make_trainer("cpu", model=_Echo(), args=args, precision="fp32", train_dataset=dataset,
+                         data_collator=collate)
+    assert not isinstance(plain._get_train_sampler(), ModalityLengthGroupedSampler)
