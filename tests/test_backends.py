@@ -279,3 +279,15 @@ def test_sdpa_and_gradient_checkpointing_train_the_connector(tiny_backbones):
     out.loss.backward()
     connector = model.model.multi_modal_projector
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in connector.parameters())
+
+
+def test_one_cpu_process_skips_the_shared_memory_comm_build(monkeypatch):
+    import deepspeed.ops
+    from deepspeed.comm.torch import build_shm_op
+
+    ops = deepspeed.ops.__compatible_ops__
+    monkeypatch.setitem(ops, "deepspeed_shm_comm", True)  # restored after the test
+    assert not backends.skip_shared_memory_comm_build("cpu", 2) and ops["deepspeed_shm_comm"]
+    assert not backends.skip_shared_memory_comm_build("cuda", 1) and ops["deepspeed_shm_comm"]
+    assert backends.skip_shared_memory_comm_build("cpu", 1) and not ops["deepspeed_shm_comm"]
+    assert build_shm_op() is None  # what DeepSpeed's TorchBackend calls: nothing compiled

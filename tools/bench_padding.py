@@ -1,7 +1,8 @@
-"""Benchmark: padded tokens per epoch with three ways of padding a training batch.
+"""Benchmark: padded tokens per epoch with three ways of padding a training batch, for two orders.
 
-For a prepared dataset (``data/prepared/<dataset>/data.parquet``) this shuffles the samples as the
-Trainer's random sampler does, cuts them into micro-batches, and counts the tokens the device
+For a prepared dataset (``data/prepared/<dataset>/data.parquet``) this orders the samples as the
+Trainer's uniform random sampler does, and as stage 2's ``group_by_modality_length`` sampler does
+(train/sampler.py), cuts them into micro-batches, and counts the tokens the device
 processes when every batch is padded to a fixed length (data.max_length, what static shapes would
 need without buckets), to the smallest length bucket that holds it (what the hpu backend does),
 or to its longest sample (what cpu and cuda do). It prints real and padded tokens, the share of
@@ -21,21 +22,29 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from llava_gemma.train.dataset import padded_width
+from llava_gemma.train.sampler import length_grouped_order
 
 
-def sample_lengths(parquet: Path, image_tokens: int | None) -> np.ndarray:
+def sample_lengths(parquet: Path, image_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Tokens per sample after ``<image>`` expansion: as prepared (``length``), or for a tower with
-    ``image_tokens`` image tokens (the prepared length counts the largest tower's)."""
+    ``image_tokens`` image tokens (the prepared length counts the largest tower's); and which samples
+    have an image."""
     table = pq.read_table(parquet, columns=["input_ids", "image", "length"])
-    if image_tokens is None:
-        return table.column("length").to_numpy().astype(np.int64)
-    ids = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
     has_image = pc.fill_null(pc.greater(pc.utf8_length(table.column("image")), 0), False).to_numpy()
-    return ids + has_image * (image_tokens - 1)
+    has_image = has_image.astype(bool)
+    if image_tokens is None:
+        return table.column("length").to_numpy().astype(np.int64), has_image
+    ids = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+    return ids + has_image * (image_tokens - 1), has_image
 
 
-def batch_widths(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(len(lengths))
+def batch_widths(lengths: np.ndarray, batch_size: int, seed: int, has_image: np.ndarray | None = None
+                 ) -> list[np.ndarray]:
+    """The micro-batches' sample lengths: uniform order, or grouped when ``has_image`` is given."""
+    if has_image is None:
+        order = np.random.default_rng(seed).permutation(len(lengths))
+    else:
+        order = length_grouped_order(lengths, has_image, batch_size, seed)
     return [lengths[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
 
 
@@ -64,21 +73,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    lengths = sample_lengths(args.data, args.image_tokens)
+    lengths, has_image = sample_lengths(args.data, args.image_tokens)
     if lengths.max() > args.pad_to:
         parser.error(f"the longest sample has {lengths.max()} tokens, more than --pad-to {args.pad_to}")
-    batches = batch_widths(lengths, args.batch_size, args.seed)
-    rows = padding_table(batches, sorted(args.buckets), args.pad_to)
     print(f"{args.data}: {len(lengths)} samples, lengths {lengths.min()}..{lengths.max()} "
-          f"(median {int(np.median(lengths))}), {len(batches)} batches of {args.batch_size}, "
-          f"buckets {sorted(args.buckets)}")
-    print(f"{'padding':<12}{'tokens':>14}{'padding tokens':>16}{'pad share':>11}{'shapes':>8}")
-    for r in rows:
-        print(f"{r['padding']:<12}{r['tokens']:>14,}{r['pad']:>16,}{r['pad_share']:>10.1%}{r['shapes']:>8}")
-    fixed, bucket, longest = (r["tokens"] for r in rows)
-    print(f"buckets process {1 - bucket / fixed:.1%} fewer tokens than padding to {args.pad_to}, "
-          f"and {bucket / longest - 1:.1%} more than padding to the longest sample.")
-
+          f"(median {int(np.median(lengths))}), batches of {args.batch_size}, buckets {sorted(args.buckets)}")
+    for order, grouping in (("uniform shuffle", None), ("group_by_modality_length", has_image)):
+        batches = batch_widths(lengths, args.batch_size, args.seed, grouping)
+        rows = padding_table(batches, sorted(args.buckets), args.pad_to)
+        print(f"\n{order}: {len(batches)} batches")
+        print(f"{'padding':<12}{'tokens':>14}{'padding tokens':>16}{'pad share':>11}{'shapes':>8}")
+        for r in rows:
+            print(f"{r['padding']:<12}{r['tokens']:>14,}{r['pad']:>16,}{r['pad_share']:>10.1%}{r['shapes']:>8}")
+        fixed, bucket, longest = (r["tokens"] for r in rows)
+        print(f"buckets process {1 - bucket / fixed:.1%} fewer tokens than padding to {args.pad_to}, "
+              f"and {bucket / longest - 1:.1%} more than padding to the longest sample.")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,9 @@ if STUDY.is_toy_world:
             directory("data/models/{model}"),
         wildcard_constraints:
             model=_alternatives([m for m in models_from("toy") if m in STUDY.language_models]),
+        # The LMs are the longest toy jobs and gate every training job: start them before the towers,
+        # so the 7B one does not run alone while the other core waits.
+        priority: 1
         params:
             spec=lambda w: settings(STUDY.model_source(w.model)["toy"]),
             seed=config["toy_world"]["seed"],

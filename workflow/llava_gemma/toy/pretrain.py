@@ -42,7 +42,8 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = GemmaConfig(
         vocab_size=len(tokenizer), hidden_size=spec["hidden_size"], intermediate_size=spec["intermediate_size"],
-        num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"], num_key_value_heads=1,
+        num_hidden_layers=spec["num_layers"], num_attention_heads=spec["num_heads"],
+        num_key_value_heads=spec.get("num_kv_heads", 1),  # 1 = multi-query attention, as Gemma 2B
         head_dim=spec["head_dim"], max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
     )

@@ -100,6 +100,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def skip_shared_memory_comm_build(backend: str, world_size: int) -> bool:
+    """One CPU process has no peers to share memory with, yet DeepSpeed's CPU accelerator compiles
+    its shared-memory all-reduce op (deepspeed_shm_comm) when its communication starts: about 50 s
+    on the first job of a fresh machine, and a second job waits on the build lock. Marking the op
+    unavailable makes DeepSpeed skip it (it then uses gloo alone); runs of several ranks keep it."""
+    if backend != "cpu" or world_size != 1:
+        return False
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    return True
+
+
 def ensure_single_process_env() -> None:
     """A lone process (no launcher) still needs torch.distributed's variables, or DeepSpeed
     falls back to MPI discovery and fails. A launcher (torchrun, deepspeed, srun) sets them."""

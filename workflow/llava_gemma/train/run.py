@@ -26,7 +26,12 @@ from llava_gemma.model.assemble import (
     set_trainable,
 )
 from llava_gemma.model.chat import IMAGE_TOKEN
-from llava_gemma.train.backends import TRAITS, ensure_single_process_env, resolve_backend
+from llava_gemma.train.backends import (
+    TRAITS,
+    ensure_single_process_env,
+    resolve_backend,
+    skip_shared_memory_comm_build,
+)
 from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints, prepare_resume, run_identity
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
 from llava_gemma.train.throughput import TokenCounter, throughput_metrics
@@ -54,6 +59,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                              n_image_tokens, processor.tokenizer.pad_token_id,
                              length_buckets=length_buckets if traits.pads_to_buckets else None)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    skip_shared_memory_comm_build(backend, world_size)
     args = training_arguments(stage, work_dir, backend=backend, precision=precision, world_size=world_size,
                               seed=seed, save_steps=save_steps, gradient_checkpointing=gradient_checkpointing,
                               stage_name=stage_name)
