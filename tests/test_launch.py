@@ -212,3 +212,20 @@ def test_two_ranks_through_the_launcher_equal_one_rank(launcher, tiny_backbones,
     assert th.losses(tmp_path) == pytest.approx(th.losses(one_rank), abs=1.5e-4)
     for name, tensor in one_weights.items():
         torch.testing.assert_close(two_weights[name], tensor, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def workflow_rule_names() -> set[str]:
+    """Every rule the workflow can define (under either eval.one_job_per), read from the rule files."""
+    import re
+
+    text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    return set(re.findall(r"^\s*rule (\w+):", text, re.MULTILINE))
+
+
+@pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").iterdir() if p.is_dir()))
+def test_profiles_name_only_rules_that_exist(profile):
+    # Snakemake ignores a resource setting for a rule it does not know, so a renamed rule would
+    # silently lose its accelerators or threads.
+    config = yaml.safe_load((ROOT / "profiles" / profile / "config.yaml").read_text()) or {}
+    named = set(config.get("set-resources", {})) | set(config.get("set-threads", {}))
+    assert named <= workflow_rule_names(), f"{profile} names unknown rules: {sorted(named - workflow_rule_names())}"

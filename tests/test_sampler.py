@@ -81,7 +81,20 @@ class _Echo(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
 
-def test_trainer_draws_grouped_batches(tmp_path):
+@pytest.fixture
+def fresh_accelerate_state(monkeypatch):
+    """A Trainer without DeepSpeed, whatever earlier tests left behind in this process: building
+    TrainingArguments with a DeepSpeed config sets ACCELERATE_USE_DEEPSPEED and accelerate's
+    process-wide state, which a later plain Trainer would trip over."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_trainer_draws_grouped_batches(tmp_path, fresh_accelerate_state):
     lengths, has_image = _mix(203)
     path = tmp_path / "data.parquet"
     ids = [list(range(n)) for n in lengths]
