@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from llava_gemma.train.dataset import padded_width
+from llava_gemma.train.dataset import image_rows, padded_width
 from llava_gemma.train.sampler import length_grouped_order
 
 
@@ -30,8 +30,7 @@ def sample_lengths(parquet: Path, image_tokens: int | None) -> tuple[np.ndarray,
     ``image_tokens`` image tokens (the prepared length counts the largest tower's); and which samples
     have an image."""
     table = pq.read_table(parquet, columns=["input_ids", "image", "length"])
-    has_image = pc.fill_null(pc.greater(pc.utf8_length(table.column("image")), 0), False).to_numpy()
-    has_image = has_image.astype(bool)
+    has_image = image_rows(table.column("image"))
     if image_tokens is None:
         return table.column("length").to_numpy().astype(np.int64), has_image
     ids = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)

@@ -96,10 +96,10 @@ def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], 
         raise ValueError("blind_benchmarks needs blind_out_root, the folder of the blind-image control")
     model, processor = load_cell(model_dir)
 
-    def run(name: str, out: Path, blind: bool) -> dict:
+    def run(name: str, out: Path, blank_images: bool) -> dict:
         return run_benchmark(model, processor, name, data_root / name, out / name,
                              **{"batch_size": batch_size, "seed": seed, **split_settings(benchmarks[name])},
-                             blind=blind)
+                             blind=blank_images)
 
     results = {name: run(name, out_root, blind) for name in benchmarks}
     for name in blind_benchmarks:

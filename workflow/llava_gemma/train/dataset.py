@@ -21,6 +21,12 @@ from llava_gemma.model.images import load_padded
 from llava_gemma.train.masking import IGNORE_INDEX
 
 
+def image_rows(images) -> np.ndarray:
+    """Which rows of a prepared ``image`` column (an Arrow string array) name an image: text-only
+    rows hold null or an empty string."""
+    return pc.fill_null(pc.greater(pc.utf8_length(images), 0), False).to_numpy(zero_copy_only=False).astype(bool)
+
+
 class PreparedDataset(torch.utils.data.Dataset):
     """Rows of ``data.parquet``; images whose content was converted (a GIF saved as .jpg) are read
     from the ``converted/`` folder that preparation wrote beside it."""
@@ -42,8 +48,7 @@ class PreparedDataset(torch.utils.data.Dataset):
 
     def has_image(self) -> np.ndarray:
         """Which rows are image samples (the rest are text-only), for grouping batches by modality."""
-        nonempty = pc.fill_null(pc.greater(pc.utf8_length(self.images), 0), False)
-        return nonempty.to_numpy(zero_copy_only=False).astype(bool)
+        return image_rows(self.images)
 
     def image_path(self, i: int) -> str | None:
         image = self.images[i].as_py()

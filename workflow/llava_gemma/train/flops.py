@@ -190,13 +190,14 @@ def prepared_token_counts(parquet_path: str | Path) -> tuple[np.ndarray, np.ndar
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from llava_gemma.train.dataset import image_rows
+
     path = Path(parquet_path)
     if not path.is_file():
         raise UserError(f"prepared dataset {path} does not exist; run the prepare rule for it or drop the option.")
     lengths, images = [], []
     for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=["input_ids", "image"]):
-        has_image = pc.fill_null(pc.greater(pc.utf8_length(batch.column("image")), 0), False)
-        images.append(has_image.to_numpy(zero_copy_only=False).astype(np.int64))
+        images.append(image_rows(batch.column("image")).astype(np.int64))
         lengths.append(pc.list_value_length(batch.column("input_ids")).to_numpy(zero_copy_only=False))
     if not lengths:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
