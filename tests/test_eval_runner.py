@@ -84,12 +84,12 @@ def test_one_process_evaluates_a_cell_on_several_benchmarks(tiny_backbones, tmp_
     processor.save_pretrained(tmp_path / "model")
     write_testdev(tmp_path / "data" / "vqav2_testdev", full=False)
     write_release(tmp_path / "data" / "mme")
-    out = tmp_path / "eval_blind"
+    out = tmp_path / "eval"
     with pytest.warns(UserWarning, match="lacks the subtask folders"):
         metrics = evaluate_cell(tmp_path / "model", {"vqav2_testdev": {"max_new_tokens": 3}, "mme": {"limit": 2}},
-                                tmp_path / "data", out, batch_size=4, blind=True)
+                                tmp_path / "data", out, batch_size=4)
     assert metrics["vqav2_testdev"]["max_new_tokens"] == 3 and (out / "vqav2_testdev" / "submission.json").is_file()
-    assert metrics["mme"]["max_new_tokens"] == 4 and metrics["mme"]["blind_images"] is True
+    assert metrics["mme"]["max_new_tokens"] == 4 and metrics["mme"]["blind_images"] is False
     assert metrics["mme"]["questions"] == 6  # one image (two questions) of each of the 3 subtasks
     for name in metrics:
         assert json.loads((out / name / "metrics.json").read_text())["benchmark"] == name

@@ -137,7 +137,7 @@ def cmd_evaluate_cell(a) -> dict:
 
     s = _json(a.settings)
     metrics = evaluate_cell(Path(a.model), s["benchmarks"], Path(a.data_root), Path(a.out),
-                            batch_size=s["batch_size"], seed=s.get("seed", 0), blind=a.blind,
+                            batch_size=s["batch_size"], seed=s.get("seed", 0),
                             blind_benchmarks=s.get("blind_control", ()),
                             blind_out_root=Path(a.blind_out) if a.blind_out else None)
     return {name: {"questions": m["questions"], "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
@@ -273,10 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("argv", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
     add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
         "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
-    cell_parser = add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out")
-    cell_parser.add_argument("--blind", action="store_true",
-                             help="replace every image by a blank one of the tower's mean colour")
-    cell_parser.add_argument("--blind_out", help="where the blind-image control of settings' blind_control goes")
+    add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out").add_argument(
+        "--blind_out", help="where the blind-image control of the settings' blind_control benchmarks goes")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")
     add("effects", cmd_effects, "cells_dir", "out")

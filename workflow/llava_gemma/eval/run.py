@@ -87,7 +87,7 @@ def split_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], data_root: Path, out_root: Path,
-                  *, batch_size: int, seed: int = 0, blind: bool = False, blind_benchmarks: Sequence[str] = (),
+                  *, batch_size: int, seed: int = 0, blind_benchmarks: Sequence[str] = (),
                   blind_out_root: Path | None = None) -> dict[str, dict]:
     """Every benchmark of ``benchmarks`` (name -> its config entry) with one model load, each from
     ``<data_root>/<name>`` into ``<out_root>/<name>``; then, with the same loaded model, the blind-image
@@ -101,7 +101,7 @@ def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], 
                              **{"batch_size": batch_size, "seed": seed, **split_settings(benchmarks[name])},
                              blind=blank_images)
 
-    results = {name: run(name, out_root, blind) for name in benchmarks}
+    results = {name: run(name, out_root, False) for name in benchmarks}
     for name in blind_benchmarks:
         results[f"blind/{name}"] = run(name, Path(blind_out_root), True)
     return results

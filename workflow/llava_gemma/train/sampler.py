@@ -66,5 +66,7 @@ class GroupedSamplerMixin:
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        # data_seed wins when set, as in accelerate's seeded sampler.
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return ModalityLengthGroupedSampler(dataset.lengths, dataset.has_image(), self.args.per_device_train_batch_size,
-                                            self.args.seed)
+                                            seed)
