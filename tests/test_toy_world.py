@@ -294,3 +294,30 @@ def test_scene_language_helpers() -> None:
     # The large red circle really is drawn where the caption says: left-middle cell is mostly red.
     r, g, b = img.crop((8, 40, 24, 56)).resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # type: ignore[misc]
     assert r > 150 and g < 90 and b < 90
+
+
+def _existence_answers(records: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for r in records:
+        for q, a in zip(r["conversations"][0::2], r["conversations"][1::2]):
+            if m := re.search(r"Is there a (\w+) in the image\?", q["value"]):
+                counts[m[1], a["value"].split(",")[0].split()[0].strip(".")] += 1
+    return counts
+
+
+def test_existence_probes_cannot_be_answered_from_the_shape_name(toy: dict[str, Any]) -> None:
+    # Over many scenes every shape is asked about with "yes" and "no" equally often, although
+    # common shapes are present far more often: the answer is in the image, not in the question.
+    rng, probes, counts = random.Random(5), sc.ExistenceProbes(), Counter[tuple[str, str]]()
+    for _ in range(3000):
+        scene = sc.random_scene(rng)
+        for qa in probes(scene, rng, k=rng.choice((1, 2))):
+            assert qa.answer == ("Yes" if qa.question.split()[3] in scene.shapes else "No")
+            counts[qa.question.split()[3], qa.answer] += 1
+    for shape in sc.SHAPES:
+        assert counts[shape, "Yes"] > 100 and abs(counts[shape, "Yes"] - counts[shape, "No"]) <= 3, shape
+    # The same holds in the generated instruction mix, short and sentence answers alike.
+    mixed = _existence_answers(_load(toy["root"] / "llava_instruct" / "llava_v1_5_mix665k.json"))
+    assert sum(mixed.values()) > 0
+    for shape in sc.SHAPES:
+        assert abs(mixed[shape, "Yes"] - mixed[shape, "No"]) <= 3, (shape, mixed)

@@ -295,22 +295,39 @@ def existence_question(scene: Scene, rng: random.Random, present: bool | None = 
         present = rng.random() < 0.5
     absent = [s for s in SHAPES if s not in scene.shapes]
     shape = rng.choice(sorted(scene.shapes) if present or not absent else absent)
+    return _existence_qa(scene, shape)
+
+
+def _existence_qa(scene: Scene, shape: str) -> QA:
     yes = shape in scene.shapes
     full = f"Yes, there is a {shape} in the image." if yes else f"No, there is no {shape} in the image."
     return QA(f"Is there a {shape} in the image?", "Yes" if yes else "No", full, "existence")
 
 
-def existence_probes(scene: Scene, rng: random.Random, k: int) -> list[QA]:
-    """Up to ``k`` questions about distinct present shapes and as many about distinct absent ones,
-    the balanced yes/no object probes VQAv2 and GQA ask several times per image."""
-    present = rng.sample(sorted(scene.shapes), min(k, len(scene.shapes)))
-    absent = rng.sample([s for s in SHAPES if s not in scene.shapes], len(present))
-    out = []
-    for shape in present + absent:
-        yes = shape in scene.shapes
-        full = f"Yes, there is a {shape} in the image." if yes else f"No, there is no {shape} in the image."
-        out.append(QA(f"Is there a {shape} in the image?", "Yes" if yes else "No", full, "existence"))
-    return out
+class ExistenceProbes:
+    """Yes/no object probes whose answer cannot be guessed from the shape's name.
+
+    Common shapes are present more often, so probes that ask about a present shape and a uniformly
+    drawn absent one teach "circle -> yes, hexagon -> no" (a circle probe was "yes" 70% of the time).
+    That prior scored 0.6 on toy POPE while the image went unused. As VQAv2 balances its questions
+    with complementary images, each absent shape is the one whose "no" answers lag its "yes" answers
+    most, so every shape is answered "yes" and "no" equally often over the set.
+    """
+
+    def __init__(self) -> None:
+        self.balance: dict[str, int] = dict.fromkeys(SHAPES, 0)  # yes minus no, per shape
+
+    def __call__(self, scene: Scene, rng: random.Random, k: int) -> list[QA]:
+        """Up to ``k`` probes of distinct present shapes and as many of distinct absent ones."""
+        present = rng.sample(sorted(scene.shapes), min(k, len(scene.shapes)))
+        absent_pool = [s for s in SHAPES if s not in scene.shapes]
+        rng.shuffle(absent_pool)  # ties go to a random shape
+        absent = sorted(absent_pool, key=lambda s: -self.balance[s])[: len(present)]
+        for shape in present:
+            self.balance[shape] += 1
+        for shape in absent:
+            self.balance[shape] -= 1
+        return [_existence_qa(scene, shape) for shape in present + absent]
 
 
 def color_question(scene: Scene, rng: random.Random) -> QA | None:

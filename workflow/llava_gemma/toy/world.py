@@ -157,7 +157,9 @@ def _multiple_choice(qa: sc.QA, rng: random.Random) -> tuple[str, str] | None:
     return f"{qa.question}\n{lines}{LETTER_ANSWER}", letters[options.index(qa.answer)]
 
 
-def _image_pairs(root: str, scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
+def _image_pairs(
+    root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes
+) -> list[tuple[str, str]]:
     n = rng.randint(2, 4)
     if root.startswith("vg"):  # Visual Genome: region grounding and region captioning
         cands: list[tuple[str, str]] = []
@@ -171,15 +173,15 @@ def _image_pairs(root: str, scene: Scene, rng: random.Random) -> list[tuple[str,
     style = rng.choice(("vqa", "conv", "detail")) if root == "coco" else "vqa"
     others = [qa for qa in pool if qa.kind != "existence"]
     if style == "vqa":  # VQAv2/GQA/OCR-VQA/TextVQA records: short-answer prompt on every turn
-        # Yes/no object probes, balanced present/absent, are frequent in VQAv2 and GQA; the tiny toy
-        # LMs need many of them to learn to check the image for the object a question names.
-        chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=2)
+        # Yes/no object probes are frequent in VQAv2 and GQA. Here they are balanced per shape
+        # (ExistenceProbes), so only the image can tell a cell the answer.
+        chosen = others[: n - 1] + probes(scene, rng, k=2)
         rng.shuffle(chosen)
         pairs = [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
         if root == "coco" and (mc := _multiple_choice(rng.choice(others), rng) if others else None):
             pairs.append(mc)
         return pairs
-    chosen = others[: n - 1] + sc.existence_probes(scene, rng, k=1)
+    chosen = others[: n - 1] + probes(scene, rng, k=1)
     rng.shuffle(chosen)
     pairs = [(qa.question, qa.full) for qa in chosen]  # LLaVA-Instruct conversations
     if style == "detail":
@@ -198,6 +200,7 @@ def _instruct(
     lines: list[str] = []
     used: set[str] = set()
     chats: set[str] = set()  # text-only conversations are distinct, as the real mix is after dedup
+    probes = sc.ExistenceProbes()
     for kind in kinds:
         if kind == "text":  # ShareGPT-style: no "image" key and no <image> token
             rid = _unique(used, lambda: "".join(rng.choices(ALNUM, k=7)) + "_0")
@@ -211,7 +214,7 @@ def _instruct(
             train.append(scene)
             _, folder, draw = IMAGE_ROOTS[kind]
             rid = _unique(used, partial(draw, rng))  # ids are the file stems, as in the real mix
-            pairs, image = _image_pairs(kind, scene, rng), f"{folder}{rid}.jpg"
+            pairs, image = _image_pairs(kind, scene, rng, probes), f"{folder}{rid}.jpg"
             records.append({"id": rid, "image": image, "conversations": _turns(pairs, image=True)})
             _write(root / "llava_instruct" / "images" / image, _jpeg(scene, spec))
         lines += [f"{q} {a}".replace("\n", " ") for q, a in pairs]
