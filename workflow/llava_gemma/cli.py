@@ -66,6 +66,12 @@ def cmd_download_model(a) -> dict:
     return {"repo": a.repo}
 
 
+def cmd_install_model(a) -> dict:
+    from llava_gemma.data.local_model import install_local_model
+
+    return install_local_model(Path(a.source), Path(a.out))
+
+
 def cmd_extract(a) -> dict:
     from llava_gemma.data.extract import extract_zip
 
@@ -253,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("pretrain-toy-tower", cmd_pretrain_toy_tower, "raw", "out").add_argument("--seed", type=int, default=0)
     add("download", cmd_download, "out")
     add("download-model", cmd_download_model, "repo", "out")
+    add("install-model", cmd_install_model, "source", "out")
     add("extract", cmd_extract, "archive", "into", "out")
     add("fetch-ocr-vqa", cmd_fetch_ocr_vqa, "mix", "into", "out").add_argument(
         "--dataset_json", default=None, help="OCR-VQA's dataset.json (source: urls)")

@@ -65,6 +65,7 @@ class StageConfig:
     zero_stage: int | dict[str, int]  # one stage for every backend, or one per backend
     max_steps: int | None = None
     group_by_modality_length: bool = False  # LLaVA-1.5's stage-2 batching (train/sampler.py)
+    connector_learning_rate: float | None = None  # LLaVA's mm_projector_lr; None: learning_rate
 
     def zero_stage_for(self, backend: str) -> int:
         if isinstance(self.zero_stage, int):

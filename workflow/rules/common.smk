@@ -1,5 +1,6 @@
 # Config validation, the grid, and every input function the rules use.
 import json
+from pathlib import Path
 
 from llava_gemma.config import Cell, ConfigError, StudyConfig, validate_config
 
@@ -29,6 +30,12 @@ def _alternatives(names):
 
 def models_from(kind):
     return [name for name, src in {**STUDY.language_models, **STUDY.vision_towers}.items() if kind in src]
+
+
+def local_model_folder(model):
+    """A `local:` source's folder; a relative one is read from the repository root."""
+    folder = Path(STUDY.model_source(model)["local"])
+    return str(folder if folder.is_absolute() else Path(workflow.basedir) / folder)
 
 
 wildcard_constraints:

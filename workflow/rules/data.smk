@@ -36,6 +36,25 @@ rule download_model:
         "llava-gemma download-model --repo {params.repo} --out {output} > {log} 2>&1"
 
 
+# A checkpoint folder on disk (`local:`), e.g. the toy study's LMs shipped in models/: copied into
+# data/models/ like a hub download. A relative folder is read from the repository root.
+rule install_local_model:
+    input:
+        lambda w: local_model_folder(w.model),
+    output:
+        directory("data/models/{model}"),
+    wildcard_constraints:
+        model=_alternatives(models_from("local")),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/install_model/{model}.log",
+    benchmark:
+        "benchmarks/install_model/{model}.tsv"
+    shell:
+        "llava-gemma install-model --source {input} --out {output} > {log} 2>&1"
+
+
 rule extract_archive:
     input:
         "data/raw/{archive}",

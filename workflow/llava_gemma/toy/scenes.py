@@ -318,16 +318,29 @@ class ExistenceProbes:
         self.balance: dict[str, int] = dict.fromkeys(SHAPES, 0)  # yes minus no, per shape
 
     def __call__(self, scene: Scene, rng: random.Random, k: int) -> list[QA]:
-        """Up to ``k`` probes of distinct present shapes and as many of distinct absent ones."""
-        present = rng.sample(sorted(scene.shapes), min(k, len(scene.shapes)))
+        """``k`` probes of distinct shapes, each about a present shape or an absent one by a fair coin.
+
+        The answers within one record are drawn one by one (not k/2 of each), so a record's last
+        answer cannot be worked out from its earlier ones. The coin leans 60:40 toward whichever
+        answer lags over the whole set, which keeps "yes" and "no" even without making any one
+        answer predictable.
+        """
+        present_pool = sorted(scene.shapes)
+        rng.shuffle(present_pool)
         absent_pool = [s for s in SHAPES if s not in scene.shapes]
         rng.shuffle(absent_pool)  # ties go to a random shape
-        absent = sorted(absent_pool, key=lambda s: -self.balance[s])[: len(present)]
-        for shape in present:
-            self.balance[shape] += 1
-        for shape in absent:
-            self.balance[shape] -= 1
-        return [_existence_qa(scene, shape) for shape in present + absent]
+        absent_pool.sort(key=lambda s: -self.balance[s])
+        asked: list[str] = []
+        for _ in range(k):
+            lag = sum(self.balance.values())  # yes minus no over every shape so far
+            p_yes = 0.5 if lag == 0 else (0.4 if lag > 0 else 0.6)
+            pool = present_pool if rng.random() < p_yes else absent_pool
+            if not pool:  # a one-object scene runs out of present shapes: skip, keeping yes and no even
+                continue
+            shape = pool.pop(0)
+            self.balance[shape] += 1 if shape in scene.shapes else -1
+            asked.append(shape)
+        return [_existence_qa(scene, shape) for shape in asked]
 
 
 def color_question(scene: Scene, rng: random.Random) -> QA | None:

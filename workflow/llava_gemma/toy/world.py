@@ -175,7 +175,9 @@ def _image_pairs(
     if style == "vqa":  # VQAv2/GQA/OCR-VQA/TextVQA records: short-answer prompt on every turn
         # Yes/no object probes are frequent in VQAv2 and GQA. Here they are balanced per shape
         # (ExistenceProbes), so only the image can tell a cell the answer.
-        chosen = others[: n - 1] + probes(scene, rng, k=2)
+        # Several probes per image, as VQAv2 asks several questions of each image: short answers that
+        # need the image are a large share of the supervised tokens, as in the real mix.
+        chosen = others[: n - 1] + probes(scene, rng, k=rng.randint(3, 5))
         rng.shuffle(chosen)
         pairs = [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
         if root == "coco" and (mc := _multiple_choice(rng.choice(others), rng) if others else None):

@@ -6,7 +6,8 @@ global batch when the engine starts, so a wrong device count stops the run inste
 training with another batch. The remaining "auto" values are filled by the Trainer from its
 arguments (learning rate, clipping, ...).
 
-cuda and cpu use DeepSpeed's own AdamW. hpu uses the Gaudi form of optimum-habana's docs: no
+cuda and cpu use DeepSpeed's own AdamW, unless a stage gives the connector its own learning rate
+(then the Trainer's AdamW with param groups, as LLaVA's trainer does for ``mm_projector_lr``). hpu uses the Gaudi form of optimum-habana's docs: no
 optimizer section (GaudiTrainer hands DeepSpeed Habana's FusedAdamW, see train/gaudi.py), and
 overlap_comm, reduce_scatter and contiguous_gradients off, as in Habana's validated ZeRO configs.
 """
@@ -16,7 +17,10 @@ from __future__ import annotations
 from llava_gemma.train.batch_plan import BatchPlan
 
 
-def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: BatchPlan) -> dict:
+def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: BatchPlan,
+                     client_optimizer: bool = False) -> dict:
+    """``client_optimizer``: the Trainer builds the optimizer (param groups with their own rates) and
+    hands it to DeepSpeed, so the config names none."""
     config: dict = {
         "train_batch_size": batch.global_batch_size,
         "train_micro_batch_size_per_gpu": batch.micro_batch_size,
@@ -27,7 +31,7 @@ def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: Batch
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-    if backend != "hpu":
+    if backend != "hpu" and not client_optimizer:
         config["optimizer"] = {
             "type": "AdamW",
             # torch's AdamW on CPU: DeepSpeed's fused op would be compiled first (about a minute).

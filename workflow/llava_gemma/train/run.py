@@ -64,7 +64,8 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                               seed=seed, save_steps=save_steps, gradient_checkpointing=gradient_checkpointing,
                               stage_name=stage_name)
     trainer = make_trainer(backend, model=model, args=args, precision=precision, train_dataset=dataset,
-                           data_collator=collator, group_by_modality_length=stage.group_by_modality_length)
+                           data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
+                           connector_learning_rate=stage.connector_learning_rate)
     # Resume only a complete checkpoint of this very run (same settings, inputs and world size).
     identity = run_identity({"stage_name": stage_name, "stage": asdict(stage), "seed": seed, "precision": precision,
                              "backend": backend}, [lm_path, tower_path, data_dir / "data.parquet", connector_from],

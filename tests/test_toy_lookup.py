@@ -1,0 +1,79 @@
+"""The toy LMs arrive able to look things up in their context, as real Gemma does (issue 15)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from llava_gemma.toy import lookup
+from llava_gemma.toy import scenes as sc
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {level: ROOT / src["local"] for level, src in
+           yaml.safe_load((ROOT / "toy.yaml").read_text())["grid"]["language_model"].items()}
+
+
+def test_existence_questions_are_balanced_per_shape():
+    rng = random.Random(0)
+    answers = Counter()
+    for _ in range(4000):
+        ex = lookup.existence_example(rng)
+        shape = ex.prompt.split("Is there a ")[1].split(" in the image")[0]
+        answers[shape, ex.answer] += 1
+    for shape in sc.SHAPES:
+        yes, no = answers[shape, "Yes"], answers[shape, "No"]
+        assert abs(yes - no) < 0.2 * (yes + no), (shape, yes, no)
+
+
+def test_held_out_captions_never_reach_pretraining():
+    rng = random.Random(1)
+    examples = lookup.draw_examples(rng, 2000)
+    captions = {ex.prompt.split("user\n")[1].split("\n")[0] for ex in examples}
+    captions |= {ex.answer for ex in examples if ex.answer.endswith(".")}  # repeated captions
+    assert captions and not any(lookup.held_out(c) for c in captions)
+    scored = [lookup.existence_example(random.Random(2), heldout=True) for _ in range(50)]
+    assert all(lookup.held_out(ex.prompt.split("user\n")[1].split("\n")[0]) for ex in scored)
+
+
+def test_answer_loss_weighs_every_example_alike():
+    # Two examples: one with a single labelled token, one with three; a wrong single answer must
+    # count as much as the whole of the longer one.
+    vocab = 5
+    logits = torch.zeros(2, 4, vocab)
+    labels = torch.tensor([[-100, -100, -100, 1], [-100, 2, 3, 4]])
+    logits[0, 2, 1] = 10.0  # example 0 right
+    for pos, tok in ((0, 2), (1, 3), (2, 4)):
+        logits[1, pos, tok] = 10.0  # example 1 right
+    assert lookup.answer_loss(logits, labels) < 1e-3
+    logits[0, 2, 1] = -10.0  # example 0 wrong: half the examples are wrong
+    loss = lookup.answer_loss(logits, labels)
+    single = torch.nn.functional.cross_entropy(logits[0, 2:3], torch.tensor([1]))
+    assert torch.isclose(loss, single / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize("level", sorted(SHIPPED))
+def test_shipped_toy_lm_answers_from_its_context(level):
+    """Before any image is involved: balanced existence questions about held-out captions."""
+    from transformers import AutoTokenizer, GemmaForCausalLM
+
+    folder = SHIPPED[level]
+    model = GemmaForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    accuracy = lookup.existence_accuracy(model, tokenizer, n=400, seed=777)
+    assert accuracy >= 0.85, f"{folder}: look-up accuracy {accuracy:.3f}"
+
+
+def test_pretraining_with_lookup_writes_a_report(tiny_backbones, tmp_path):
+    from llava_gemma.toy.pretrain import pretrain_toy_language_model
+
+    corpus = tiny_backbones["tokenizer"].parent / "corpus.txt"
+    spec = dict(hidden_size=32, num_layers=1, num_heads=2, head_dim=16, intermediate_size=64, steps=3,
+                lookup_batch_size=4, lm_batch_size=2)
+    report = pretrain_toy_language_model(corpus, tiny_backbones["tokenizer"], tmp_path / "lm", spec)
+    assert 0.0 <= report["lookup_accuracy"] <= 1.0 and report["final_lookup_loss"] > 0
+    assert (tmp_path / "lm" / "model.safetensors").is_file()

@@ -1,0 +1,86 @@
+"""Pretrain the toy study's two LMs at length and write them to models/ (what toy.yaml installs).
+
+The toy study starts from LMs that already answer questions from their context, as the real one
+starts from Gemma: that skill takes longer to learn than the toy study's whole budget, so it is
+learned once here and shipped (a few MB), and the toy config installs the folders as the paper
+config downloads Gemma. Reproduce them with:
+
+    OMP_NUM_THREADS=1 python tools/pretrain_toy_lms.py --out models
+
+It generates the toy world's text (seed 0), trains the toy tokenizer on it, pretrains each LM on
+next-token prediction plus in-context look-up (toy/pretrain.py, toy/lookup.py), and writes each
+folder with its tokenizer, its look-up accuracy on unseen captions and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from llava_gemma.toy.pretrain import pretrain_toy_language_model
+from llava_gemma.toy.tokenizer import train_toy_tokenizer
+from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
+
+ROOT = Path(__file__).resolve().parents[1]
+# Gemma 2B's shape in miniature (multi-query attention: one key/value head) and Gemma 7B's
+# (multi-head attention), as the toy study's two LM levels.
+SHAPES = {
+    "toy-gemma-2b": dict(hidden_size=96, num_layers=3, num_heads=4, num_kv_heads=1, head_dim=24,
+                         intermediate_size=256),
+    "toy-gemma-7b": dict(hidden_size=160, num_layers=4, num_heads=4, num_kv_heads=4, head_dim=40,
+                         intermediate_size=448),
+}
+
+CARD = """---
+license: apache-2.0
+tags: [toy, gemma, llava-gemma-toy-study]
+---
+# {name}
+
+A tiny `GemmaForCausalLM` ({parameters:,} parameters; {shape}) for the LLaVA-Gemma pipeline's toy
+study. It stands in for `google/{real}`: it arrives able to answer a question from an earlier
+caption, as the real model answers from its context. Written by `tools/pretrain_toy_lms.py`
+(seed {seed}, {steps} steps: next-token prediction on the toy world's text plus in-context look-up
+questions with the loss on the answer).
+
+- Balanced existence questions about {n_eval} unseen captions ("Is there a star in the image?",
+  every shape "Yes" and "No" equally often): accuracy {lookup_accuracy:.3f} (chance 0.5).
+- The tokenizer is the toy world's (SentencePiece BPE, {vocab} pieces, Gemma's special tokens).
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "models")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    args = ap.parse_args()
+    toy = yaml.safe_load((ROOT / "toy.yaml").read_text())["toy_world"]
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp)
+        spec = {k: v for k, v in toy.items() if k != "vocab_size"}
+        generate_toy_world(raw, ToyWorldSpec(**spec))
+        corpus = raw / "toy_text" / "corpus.txt"
+        tokenizer = train_toy_tokenizer(corpus.read_text().splitlines(), raw / "tokenizer",
+                                        vocab_size=toy.get("vocab_size", 1000))
+        for name in args.only:
+            start = time.time()
+            report = pretrain_toy_language_model(corpus, raw / "tokenizer", args.out / name,
+                                                 {**SHAPES[name], "steps": args.steps}, seed=args.seed)
+            report |= {"steps": args.steps, "seed": args.seed, "wall_seconds": round(time.time() - start, 1)}
+            (args.out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            shape = ", ".join(f"{k} {v}" for k, v in SHAPES[name].items())
+            (args.out / name / "README.md").write_text(CARD.format(
+                name=name, real=name.replace("toy-", "") + "-it", shape=shape, seed=args.seed, steps=args.steps,
+                n_eval=400, vocab=len(tokenizer), **report))
+            print(name, json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""In-context look-up for the toy LMs: questions answered only by an earlier caption.
+
+Real Gemma arrives at LLaVA able to answer a question from something said earlier in its
+context; LLaVA's connector then only has to make image features look like what the LM already
+reads. The toy LMs must arrive with the same skill, or no toy cell can learn to see in minutes
+(measured in ../shared/research/toy-lookup.md: stuck at 0.500 without it).
+
+A look-up example is a chat turn whose caption stands where ``<image>`` will stand in the
+instruction data, followed by a question about it:
+
+    <start_of_turn>user\\n<caption>\\nIs there a star in the image?\\nAnswer ...<end_of_turn>\\n
+    <start_of_turn>model\\nNo<end_of_turn>
+
+Only the answer carries a loss. Existence questions are balanced per shape (every shape is
+answered "Yes" and "No" equally often), so the question alone gives nothing away and the
+caption must be read. A one-hop form (the answer right after the asked shape word) comes first
+in pretraining: it gives the look-up's attention a gradient before the two-hop chat form.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+from llava_gemma.model.chat import END_OF_TURN, turn_prefix
+
+from . import scenes as sc
+from .world import PRETRAIN_PROMPTS, SHORT_ANSWER
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LookupExample:
+    prompt: str  # everything before the answer (bos excluded)
+    answer: str  # "Yes" / "No" / a colour / a shape, supervised with the turn's end
+
+
+def held_out(caption: str) -> bool:
+    """One caption in ten never appears in pretraining: the look-up is scored on those alone."""
+    return zlib.crc32(caption.encode()) % 10 == 0
+
+
+def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present: bool = True) -> sc.Scene:
+    """A random scene as the toy world draws them, from the training or the held-out captions,
+    holding ``shape`` (or not) if one is named."""
+    while True:
+        scene = sc.random_scene(rng)
+        if held_out(sc.caption(scene)) == heldout and (shape is None or (shape in scene.shapes) == present):
+            return scene
+
+
+def existence_example(rng: random.Random, one_hop: bool = False, heldout: bool = False) -> LookupExample:
+    """A balanced existence question: the shape is uniform, present or absent by a fair coin."""
+    shape, present = rng.choice(sc.SHAPES), rng.random() < 0.5
+    caption = sc.caption(_scene(rng, heldout, shape, present))
+    answer = "Yes" if present else "No"
+    if one_hop:  # the answer is read at the shape word itself
+        return LookupExample(f"{caption}\nIs there a {shape}", answer)
+    return _chat(caption, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer)
+
+
+def attribute_example(rng: random.Random) -> LookupExample:
+    """A colour or shape question about a unique object of a random scene (answer in the caption)."""
+    scene = _scene(rng, heldout=False)
+    qa = sc.color_question(scene, rng) if rng.random() < 0.5 else sc.shape_question(scene, rng)
+    if qa is None:
+        return existence_example(rng)
+    return _chat(sc.caption(scene), qa.question + SHORT_ANSWER, qa.answer)
+
+
+def describe_example(rng: random.Random) -> LookupExample:
+    """Say again what the caption says, asked as the pretraining data asks for a caption.
+
+    Stage 1 trains the connector alone to make the frozen LM write an image's caption. An LM that
+    has learned to repeat a caption from its context gives the connector the shortest route:
+    make the image tokens read like the caption's words, the same words look-up questions match.
+    """
+    caption = sc.caption(_scene(rng, heldout=False))
+    prompt = rng.choice(PRETRAIN_PROMPTS)
+    # Both orders occur in LLaVA's pretraining records (prompt before or after <image>).
+    user = f"{caption}\n{prompt}" if rng.random() < 0.5 else f"{prompt}\n{caption}"
+    return LookupExample(f"{turn_prefix('user')}{user}{END_OF_TURN}\n{turn_prefix('model')}", caption)
+
+
+def _chat(caption: str, question: str, answer: str) -> LookupExample:
+    return LookupExample(f"{turn_prefix('user')}{caption}\n{question}{END_OF_TURN}\n{turn_prefix('model')}", answer)
+
+
+# Shares of each kind of example; existence questions take the rest.
+MIX = {"attribute": 0.2, "describe": 0.3}
+
+
+def draw_examples(rng: random.Random, n: int, one_hop: bool = False) -> list[LookupExample]:
+    out = []
+    for _ in range(n):
+        u = rng.random()
+        if one_hop or u >= MIX["attribute"] + MIX["describe"]:
+            out.append(existence_example(rng, one_hop=one_hop))
+        elif u < MIX["attribute"]:
+            out.append(attribute_example(rng))
+        else:
+            out.append(describe_example(rng))
+    return out
+
+
+def encode_examples(tokenizer, examples: list[LookupExample], end_token: str) -> dict[str, torch.Tensor]:
+    """Right-padded ids with labels on the answer and its end token only (see ``answer_loss``)."""
+    rows, labels = [], []
+    for ex in examples:
+        prompt = [tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]
+        answer = tokenizer.encode(ex.answer + end_token, add_special_tokens=False)
+        rows.append(prompt + answer)
+        labels.append([IGNORE_INDEX] * len(prompt) + answer)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in labels]),
+    }
+
+
+@torch.no_grad()
+def existence_accuracy(model, tokenizer, n: int = 400, seed: int = 12345, one_hop: bool = False) -> float:
+    """Share of balanced existence questions about held-out captions answered right (Yes vs No logit)."""
+    rng = random.Random(seed)
+    examples = [existence_example(rng, one_hop=one_hop, heldout=True) for _ in range(n)]
+    yes, no = (tokenizer.encode(w, add_special_tokens=False)[0] for w in ("Yes", "No"))
+    was_training = model.training
+    model.eval()
+    right = 0
+    for start in range(0, n, 100):
+        chunk = examples[start:start + 100]
+        prompts = [[tokenizer.bos_token_id, *tokenizer.encode(e.prompt, add_special_tokens=False)] for e in chunk]
+        width = max(map(len, prompts))
+        pad = tokenizer.pad_token_id
+        ids = torch.tensor([p + [pad] * (width - len(p)) for p in prompts])
+        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        last = torch.tensor([len(p) - 1 for p in prompts])
+        at = logits[torch.arange(len(chunk)), last]
+        says_yes = at[:, yes] > at[:, no]
+        right += sum(int(bool(s) == (e.answer == "Yes")) for s, e in zip(says_yes, chunk))
+    model.train(was_training)
+    return right / n
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per example (mean over its labelled tokens), then the mean over examples.
+
+    A repeated caption has twenty labelled tokens and a "Yes" one; a plain token mean would let
+    captions outweigh look-up answers twenty to one.
+    """
+    shifted, targets = logits[:, :-1].float(), labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(shifted.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
+                                                  reduction="none")
+    counts = (targets != IGNORE_INDEX).sum(1).clamp(min=1)
+    return (per_token.sum(1) / counts).mean()
