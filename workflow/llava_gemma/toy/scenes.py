@@ -335,8 +335,8 @@ class ExistenceProbes:
             lag = sum(self.balance.values())  # yes minus no over every shape so far
             p_yes = 0.5 if lag == 0 else (0.4 if lag > 0 else 0.6)
             pool = present_pool if rng.random() < p_yes else absent_pool
-            if not pool:  # a one-object scene runs out of present shapes: skip, keeping yes and no even
-                continue
+            if not pool:  # out of present shapes: stop rather than ask the other way, keeping yes and no even
+                break
             shape = pool.pop(0)
             self.balance[shape] += 1 if shape in scene.shapes else -1
             asked.append(shape)

@@ -170,14 +170,15 @@ def _image_pairs(
     pool = sc.questions(scene, rng)  # always >= 2 (existence and count apply to every scene)
     if root in ("ocr_vqa", "textvqa"):  # the reading question comes first, as in OCR-VQA and TextVQA
         pool.sort(key=lambda qa: qa.kind != "text")
-    style = rng.choice(("vqa", "conv", "detail")) if root == "coco" else "vqa"
+    # COCO images serve VQAv2/A-OKVQA (short answers) and LLaVA-Instruct (conversations, details).
+    style = rng.choices(("vqa", "conv", "detail"), weights=(0.5, 0.3, 0.2))[0] if root == "coco" else "vqa"
     others = [qa for qa in pool if qa.kind != "existence"]
     if style == "vqa":  # VQAv2/GQA/OCR-VQA/TextVQA records: short-answer prompt on every turn
         # Yes/no object probes are frequent in VQAv2 and GQA. Here they are balanced per shape
         # (ExistenceProbes), so only the image can tell a cell the answer.
         # Several probes per image, as VQAv2 asks several questions of each image: short answers that
         # need the image are a large share of the supervised tokens, as in the real mix.
-        chosen = others[: n - 1] + probes(scene, rng, k=rng.randint(3, 5))
+        chosen = others[: n - 1] + probes(scene, rng, k=rng.randint(4, 7))
         rng.shuffle(chosen)
         pairs = [(qa.question + SHORT_ANSWER, qa.answer) for qa in chosen]
         if root == "coco" and (mc := _multiple_choice(rng.choice(others), rng) if others else None):
