@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from llava_gemma.train.param_groups import split_connector_group
 
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from llava_gemma.toy.pretrain import pretrain_toy_language_model
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
 from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
@@ -75,11 +74,14 @@ def main() -> None:
                                                  {**SHAPES[name], "steps": args.steps}, seed=args.seed)
             report |= {"steps": args.steps, "seed": args.seed, "wall_seconds": round(time.time() - start, 1)}
             (args.out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
-            shape = ", ".join(f"{k} {v}" for k, v in SHAPES[name].items())
-            (args.out / name / "README.md").write_text(CARD.format(
-                name=name, real=name.replace("toy-", "") + "-it", shape=shape, seed=args.seed, steps=args.steps,
-                n_eval=400, vocab=len(tokenizer), **report))
+            write_card(args.out / name, name, report, vocab=len(tokenizer))
             print(name, json.dumps(report), flush=True)
+
+
+def write_card(folder: Path, name: str, report: dict, vocab: int) -> None:
+    shape = ", ".join(f"{k} {v}" for k, v in SHAPES[name].items())
+    (folder / "README.md").write_text(CARD.format(name=name, real=name.replace("toy-", "") + "-it", shape=shape,
+                                                  n_eval=400, vocab=vocab, **report))
 
 
 if __name__ == "__main__":

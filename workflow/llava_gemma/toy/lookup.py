@@ -13,8 +13,8 @@ instruction data, followed by a question about it:
 
 Only the answer carries a loss. Existence questions are balanced per shape (every shape is
 answered "Yes" and "No" equally often), so the question alone gives nothing away and the
-caption must be read. A one-hop form (the answer right after the asked shape word) comes first
-in pretraining: it gives the look-up's attention a gradient before the two-hop chat form.
+caption must be read. Captions to be repeated ("describe") and attribute questions (colour,
+shape) come in the same batches. One caption in ten is held out of pretraining and scores it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ IGNORE_INDEX = -100
 @dataclass(frozen=True)
 class LookupExample:
     prompt: str  # everything before the answer (bos excluded)
-    answer: str  # "Yes" / "No" / a colour / a shape, supervised with the turn's end
+    answer: str  # "Yes" / "No" / a colour / a shape / the caption, supervised with the turn's end
+    caption: str  # the context the answer is read from
 
 
 def held_out(caption: str) -> bool:
@@ -53,13 +54,11 @@ def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present:
             return scene
 
 
-def existence_example(rng: random.Random, one_hop: bool = False, heldout: bool = False) -> LookupExample:
+def existence_example(rng: random.Random, heldout: bool = False) -> LookupExample:
     """A balanced existence question: the shape is uniform, present or absent by a fair coin."""
     shape, present = rng.choice(sc.SHAPES), rng.random() < 0.5
     caption = sc.caption(_scene(rng, heldout, shape, present))
     answer = "Yes" if present else "No"
-    if one_hop:  # the answer is read at the shape word itself
-        return LookupExample(f"{caption}\nIs there a {shape}", answer)
     return _chat(caption, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer)
 
 
@@ -83,23 +82,24 @@ def describe_example(rng: random.Random) -> LookupExample:
     prompt = rng.choice(PRETRAIN_PROMPTS)
     # Both orders occur in LLaVA's pretraining records (prompt before or after <image>).
     user = f"{caption}\n{prompt}" if rng.random() < 0.5 else f"{prompt}\n{caption}"
-    return LookupExample(f"{turn_prefix('user')}{user}{END_OF_TURN}\n{turn_prefix('model')}", caption)
+    return LookupExample(f"{turn_prefix('user')}{user}{END_OF_TURN}\n{turn_prefix('model')}", caption, caption)
 
 
 def _chat(caption: str, question: str, answer: str) -> LookupExample:
-    return LookupExample(f"{turn_prefix('user')}{caption}\n{question}{END_OF_TURN}\n{turn_prefix('model')}", answer)
+    return LookupExample(f"{turn_prefix('user')}{caption}\n{question}{END_OF_TURN}\n{turn_prefix('model')}", answer,
+                         caption)
 
 
 # Shares of each kind of example; existence questions take the rest.
 MIX = {"attribute": 0.2, "describe": 0.3}
 
 
-def draw_examples(rng: random.Random, n: int, one_hop: bool = False) -> list[LookupExample]:
+def draw_examples(rng: random.Random, n: int) -> list[LookupExample]:
     out = []
     for _ in range(n):
         u = rng.random()
-        if one_hop or u >= MIX["attribute"] + MIX["describe"]:
-            out.append(existence_example(rng, one_hop=one_hop))
+        if u >= MIX["attribute"] + MIX["describe"]:
+            out.append(existence_example(rng))
         elif u < MIX["attribute"]:
             out.append(attribute_example(rng))
         else:
@@ -125,10 +125,10 @@ def encode_examples(tokenizer, examples: list[LookupExample], end_token: str) ->
 
 
 @torch.no_grad()
-def existence_accuracy(model, tokenizer, n: int = 400, seed: int = 12345, one_hop: bool = False) -> float:
+def existence_accuracy(model, tokenizer, n: int = 400, seed: int = 12345) -> float:
     """Share of balanced existence questions about held-out captions answered right (Yes vs No logit)."""
     rng = random.Random(seed)
-    examples = [existence_example(rng, one_hop=one_hop, heldout=True) for _ in range(n)]
+    examples = [existence_example(rng, heldout=True) for _ in range(n)]
     yes, no = (tokenizer.encode(w, add_special_tokens=False)[0] for w in ("Yes", "No"))
     was_training = model.training
     model.eval()
