@@ -9,7 +9,8 @@ arguments (learning rate, clipping, ...).
 cuda and cpu use DeepSpeed's own AdamW, unless a stage gives the connector its own learning rate
 (then the Trainer's AdamW with param groups, as LLaVA's trainer does for ``mm_projector_lr``).
 hpu uses the Gaudi form of optimum-habana's docs: no optimizer section (GaudiTrainer hands
-DeepSpeed Habana's FusedAdamW, see train/gaudi.py), and overlap_comm, reduce_scatter and contiguous_gradients off, as in Habana's validated ZeRO configs.
+DeepSpeed Habana's FusedAdamW, see train/gaudi.py), and overlap_comm, reduce_scatter and
+contiguous_gradients off, as in Habana's validated ZeRO configs.
 """
 
 from __future__ import annotations
