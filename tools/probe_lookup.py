@@ -13,6 +13,7 @@ name never predicts the answer) and prints held-out accuracy with real and with 
 Usage (the models of a finished toy run):
 
     python tools/probe_lookup.py --lm data/models/2b --tower data/models/clip [--oracle] [--only circle]
+        [--lr 1e-4 --connector-lr 1e-3]
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def main() -> None:
     ap.add_argument("--tower", required=True)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=1e-3, help="the LM's learning rate")
+    ap.add_argument("--connector-lr", type=float, default=None,
+                    help="the connector's (and oracle embedding's) learning rate (default: --lr)")
     ap.add_argument("--only", help="ask about this shape only")
     ap.add_argument("--oracle", action="store_true", help="perfect object features instead of the tower's")
     ap.add_argument("--seed", type=int, default=0)
@@ -104,9 +107,12 @@ def main() -> None:
     model.requires_grad_(False)
     model.model.multi_modal_projector.requires_grad_(True)
     model.model.language_model.requires_grad_(True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    params += list(probe.oracle.parameters()) if probe.oracle is not None else []
-    optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    adapter = [*model.model.multi_modal_projector.parameters(),
+               *(probe.oracle.parameters() if probe.oracle is not None else ())]
+    lm = list(model.model.language_model.parameters())
+    params = lm + adapter
+    optim = torch.optim.AdamW([{"params": lm, "lr": args.lr},
+                               {"params": adapter, "lr": args.connector_lr or args.lr}], weight_decay=0.0)
     warmup = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / 10))
     rng, start = random.Random(args.seed), time.time()
     print(f"{len(train)} training probes, {len(held_out)} held out; chance is 0.500")
