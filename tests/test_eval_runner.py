@@ -123,8 +123,8 @@ def test_blind_control_table_from_metrics_files(tmp_path):
     # Table 1 itself is covered by tests/test_report_tables.py.
     cells = [Cell("2b", "clip", "pretrain"), Cell("2b", "clip", "skip")]
     for cell, acc in zip(cells, (0.8, 0.7), strict=True):
-        write_metrics(tmp_path, cell.name, "eval", "pope", accuracy=acc, f1=acc - 0.1)
-        write_metrics(tmp_path, cell.name, "eval_blind", "pope", accuracy=0.5, f1=0.6)
+        write_metrics(tmp_path, cell.name, "eval", "pope", **{"split_mean/accuracy": acc, "split_mean/f1": acc - 0.1})
+        write_metrics(tmp_path, cell.name, "eval_blind", "pope", **{"split_mean/accuracy": 0.5, "split_mean/f1": 0.6})
     blind = build_blind_control(cells, ["pope"], tmp_path)
     first = blind[(blind.cell == "2b_clip_pretrain") & (blind.metric == "pope_acc")].iloc[0]
     assert (first.seeing, first.blind) == (0.8, 0.5) and abs(first.gap - 0.3) < 1e-12
