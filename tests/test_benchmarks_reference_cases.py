@@ -62,8 +62,11 @@ def test_scienceqa_letter_must_name_one_of_the_choices():
     assert not bench.score(three, "The answer is F.")["correct"]
 
 
-def test_scienceqa_cap_is_model_vqa_science():
-    assert ScienceQAImgBenchmark.max_new_tokens == 1024
+def test_generation_caps_are_the_reference_scripts():
+    # model_vqa_loader.py's default 128; model_vqa_science.py and model_vqa.py (MM-Vet) 1024
+    caps = {"pope": 128, "mme": 128, "gqa": 128, "vqav2": 128, "vqav2_testdev": 128, "mmvp": 128,
+            "scienceqa_img": 1024, "mmvet": 1024}
+    assert {name: get_benchmark(name).max_new_tokens for name in caps} == caps
 
 
 # ---------------------------------------------------------------------------------------- POPE
@@ -225,4 +228,3 @@ def test_mmvet_judge_reply_parse(reply, score):
 def test_mmvet_grader_row_spaces_out_and_or():
     prompt = build_prompt("What is x?", "-1<AND>-5<OR>none", "x = -1")
     assert prompt.endswith("\nWhat is x? | -1 <AND> -5 <OR> none | x = -1 | ")
-    assert get_benchmark("mmvet").max_new_tokens == 1024  # LLaVA's model_vqa.py

@@ -5,10 +5,15 @@ ways with the same greedy settings and the benchmark's ``max_new_tokens``. The b
 lmms-eval's ``llava_hf`` loop at batch size 1: per question, the processor on (prompt, image),
 then ``generate``. Ours is ``eval.generate.generate_answers``. The two run interleaved (ABBA
 order over ``--rounds``) so a machine shared with other jobs slows both alike; the script prints
-questions/s for each, the speed-up, the load average and how many answers agree. Usage (after
-the toy study has trained a cell):
+questions/s for each, the speed-up, the load average and how many answers agree, and how long
+the answers are (mean tokens, and how many reached the cap), since a cap only costs time when
+answers run into it. Usage (after the toy study has trained a cell):
 
     python tools/bench_generate.py --model results/cells/2b_clip_pretrain/model --benchmark pope gqa mme
+
+``--max-new-tokens N`` replaces every benchmark's own cap (e.g. the old 4/6/16 caps, to compare
+with the reference scripts' 128/1024); ``--batched-only`` skips the one-at-a-time baseline, which
+takes long when a model runs to a 1024-token cap.
 """
 
 from __future__ import annotations
@@ -44,24 +49,35 @@ def timed(fn: Callable[[], list[str]]) -> tuple[list[str], float]:
     return result, time.perf_counter() - start
 
 
+def answer_lengths(processor, answers: Sequence[str], max_new_tokens: int) -> tuple[float, int]:
+    """Mean answer length in tokens (re-tokenized, so about the generated count) and how many reach the cap."""
+    counts = [len(ids) for ids in processor.tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
+    return sum(counts) / max(1, len(counts)), sum(c >= max_new_tokens for c in counts)
+
+
 def compare(model, processor, questions: Sequence[Question], max_new_tokens: int, batch_size: int,
-            rounds: int) -> dict[str, float]:
+            rounds: int, baseline: bool = True) -> dict[str, float]:
     runs = {
         "one": lambda: one_at_a_time(model, processor, questions, max_new_tokens),
         "batched": lambda: generate_answers(model, processor, questions, batch_size=batch_size,
                                             max_new_tokens=max_new_tokens),
     }
+    names = ("one", "batched") if baseline else ("batched",)
     runs["batched"]()  # warm-up: first-call allocations and lazy inits
-    seconds = {"one": 0.0, "batched": 0.0}
+    seconds = dict.fromkeys(names, 0.0)
     answers: dict[str, list[str]] = {}
     for r in range(rounds):
-        for name in ("one", "batched") if r % 2 == 0 else ("batched", "one"):
+        for name in names if r % 2 == 0 else names[::-1]:
             answers[name], t = timed(runs[name])
             seconds[name] += t
     n = len(questions) * rounds
-    same = sum(a == b for a, b in zip(answers["one"], answers["batched"], strict=True))
-    return {"questions": len(questions), "one_qps": n / seconds["one"], "batched_qps": n / seconds["batched"],
-            "speedup": seconds["one"] / seconds["batched"], "same": same}
+    mean_tokens, at_cap = answer_lengths(processor, answers["batched"], max_new_tokens)
+    out = {"questions": len(questions), "batched_qps": n / seconds["batched"],
+           "batched_seconds": seconds["batched"] / rounds, "mean_tokens": mean_tokens, "at_cap": at_cap}
+    if baseline:
+        same = sum(a == b for a, b in zip(answers["one"], answers["batched"], strict=True))
+        out.update(one_qps=n / seconds["one"], speedup=seconds["one"] / seconds["batched"], same=same)
+    return out
 
 
 def main() -> None:
@@ -73,6 +89,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="questions per split (POPE) or in all")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of both ways")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="cap for every benchmark instead of its own (the reference scripts' caps by default)")
+    parser.add_argument("--batched-only", action="store_true", help="time only the batched way (no baseline)")
     args = parser.parse_args()
 
     model = LlavaForConditionalGeneration.from_pretrained(args.model).eval()
@@ -82,11 +101,15 @@ def main() -> None:
     for name in args.benchmark:
         bench = get_benchmark(name)
         questions = bench.load(args.data_root / name, limit=args.limit, seed=0)
+        cap = args.max_new_tokens or bench.max_new_tokens
         load_before = os.getloadavg()[0]
-        r = compare(model, processor, questions, bench.max_new_tokens, args.batch_size, args.rounds)
-        print(f"{name:>13}: {r['questions']} questions, max_new_tokens {bench.max_new_tokens}: one at a time "
-              f"{r['one_qps']:7.1f} q/s, batched {r['batched_qps']:7.1f} q/s, speed-up {r['speedup']:4.1f}x, "
-              f"same answers {r['same']}/{r['questions']}, load average {load_before:.1f}->{os.getloadavg()[0]:.1f}")
+        r = compare(model, processor, questions, cap, args.batch_size, args.rounds, baseline=not args.batched_only)
+        baseline = ("" if args.batched_only else
+                    f"one at a time {r['one_qps']:7.1f} q/s, speed-up {r['speedup']:4.1f}x, "
+                    f"same answers {r['same']}/{r['questions']}, ")
+        print(f"{name:>13}: {r['questions']} questions, max_new_tokens {cap}: batched {r['batched_qps']:7.1f} q/s "
+              f"({r['batched_seconds']:.2f} s per pass), {baseline}answers {r['mean_tokens']:.1f} tokens on "
+              f"average, {r['at_cap']} at the cap, load average {load_before:.1f}->{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
