@@ -16,8 +16,10 @@ Prompt
     or phrase."), as in LLaVA-1.5's ``llava_gqa_testdev_balanced.jsonl``. Target: ``answer``.
 
 Metric
-    Matches LLaVA's ``scripts/convert_gqa_for_eval.py`` followed by GQA's official ``eval.py``
-    (testdev_balanced tier), as LLaVA-1.5's ``scripts/v1_5/eval/gqa.sh`` runs them. The answer is
+    Matches LLaVA's ``scripts/convert_gqa_for_eval.py`` (haotian-liu/LLaVA) followed by GQA's
+    official ``eval.py`` (the evaluation script from gqadataset.org, which LLaVA's GQA folder
+    holds as ``eval/eval.py``; testdev_balanced tier), as LLaVA-1.5's ``scripts/v1_5/eval/gqa.sh``
+    runs them. The answer is
     the text LLaVA's generation loop leaves (``model_vqa_loader.py`` strips it; ``generate.py``
     does the same); convert_gqa_for_eval.py removes trailing periods (``rstrip('.')``) and
     lower-cases, nothing more: no stripping of spaces, no removal of articles or inner

@@ -12,20 +12,23 @@ Prompt
     LLaVA-1.5's ``llava_mme.jsonl`` and lmms-eval's ``mme`` task (default post_prompt) do.
 
 Metric
-    Matches MME's official ``eval_tool/calculation.py`` (from the MME release, BradyFU), which
-    LLaVA-1.5's ``scripts/v1_5/eval/mme.sh`` runs after ``convert_answer_to_mme.py``. The answer
-    is the text LLaVA's generation loop leaves (``model_vqa_loader.py`` strips it; ``generate.py``
-    does the same). calculation.py lower-cases it and takes "yes"/"no" as is, else "yes" if "yes"
+    Matches MME's official ``eval_tool/calculation.py`` (BradyFU/Awesome-Multimodal-Large-
+    Language-Models, branch Evaluation, ``tools/eval_tool.zip``), which LLaVA-1.5's
+    ``scripts/v1_5/eval/mme.sh`` runs after ``convert_answer_to_mme.py``. The answer is the
+    text LLaVA's generation loop leaves (``model_vqa_loader.py`` strips it; ``generate.py`` does
+    the same). calculation.py lower-cases it and takes "yes"/"no" as is, else "yes" if "yes"
     occurs in its first 4 characters, else "no" if "no" does, else "other" (wrong whichever the
     truth). No further stripping and no removal of periods: "Yes." is yes (prefix "yes."),
-    "Not sure" is no ("not "), "There is no dog" is other, " yes" is yes but "  yes" is other.
-    (calculation.py reads the answer with the line's newline still attached; that changes
+    "Not sure" is no (prefix "not "), "There is no dog" is other, " yes" is yes but "  yes" is
+    other. (calculation.py reads the answer with the line's newline still attached; that changes
     nothing, as a newline can complete neither "yes" nor "no". An answer containing a tab or a
-    newline would break calculation.py's one-line-per-question file; here it is parsed like any
-    other text.) Per subtask: ``acc`` = 100 x correct questions / questions, ``acc_plus`` = 100 x
-    images with both questions right / images, ``score`` = acc + acc_plus (max 200).
-    ``perception`` = sum of the 10 perception subtask scores (max 2000), ``cognition`` = sum of
-    the 4 cognition ones (max 800), ``total`` = both; a subtask not evaluated adds nothing.
+    newline stops calculation.py, whose file holds one tab-separated line per question; here it
+    is parsed like any other text.)
+
+    Per subtask: ``acc`` = 100 x correct questions / questions, ``acc_plus`` = 100 x images
+    with both questions right / images, ``score`` = acc + acc_plus (max 200). ``perception`` =
+    sum of the 10 perception subtask scores (max 2000), ``cognition`` = sum of the 4 cognition
+    ones (max 800), ``total`` = both; a subtask not evaluated adds nothing.
     ``perception_ci_*``/``cognition_ci_*``: bootstrap 95% intervals resampling images within
     each subtask. lmms-eval's ``mme`` task differs: it strips, deletes periods, and reads a lone
     "y"/"n" as yes/no; calculation.py's rule is used because the paper ran LLaVA's scripts.
