@@ -14,7 +14,7 @@ Source
     ``limit`` takes a seeded subset of whole pairs (``limit // 2`` of them, at least one).
 
 Prompt
-    ``Question`` + "\n" + lettered options ("A. Open\nB. Closed") + ``LETTER_SUFFIX``, as in
+    ``Question`` + "\\n" + lettered options ("A. Open\\nB. Closed") + ``LETTER_SUFFIX``, as in
     lmms-eval's ``mmvp`` task. Target: "A" or "B".
 
 Metric

@@ -21,8 +21,8 @@ Metric
     nothing). A prediction is parsed to yes/no by keeping only the text before its first '.'
     (if it has one), deleting commas, splitting on single spaces (not on newlines or tabs), and
     answering "no" if one of the words is exactly "No", "not" or "no", else "yes". So "No, there
-    is not." is no, "Not sure" and "Nope" are yes (no exact word), "No\nthere is none" is yes (its
-    first word is "No\nthere"), and an empty or off-topic answer is yes, as in the official script.
+    is not." is no, "Not sure" and "Nope" are yes (no exact word), "No\\nthere is none" is yes (its
+    first word is "No\\nthere"), and an empty or off-topic answer is yes, as in the official script.
     With "yes" as the positive class: accuracy, precision, recall, F1 and yes-ratio (share of
     "yes" predictions), fractions in [0, 1]. Where eval_pope.py would divide by zero (precision
     with no "yes" predicted, recall with no "yes" label) the value is 0.0 here.

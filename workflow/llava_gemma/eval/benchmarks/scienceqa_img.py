@@ -24,7 +24,7 @@ Metric
 
     1. the whole text is one of "A".."E": that letter ("B" is B; " B" or "b" is not);
     2. the text has at least 3 characters, its first is one of "A".."E" and the next two are ". "
-       (a period and a space): the first character ("B. cat" is B; "B." and "B.\ncat" are not);
+       (a period and a space): the first character ("B. cat" is B; "B." and "B.\\ncat" are not);
     3. ``re.findall(r"The answer is ([A-Z]).", text)``: exactly one match gives its letter. The
        regular expression needs some character (not a newline) after the letter, so "The answer
        is B." and "The answer is Bob" give B but a text ending in "The answer is B" fails; two
