@@ -6,8 +6,10 @@ lmms-eval's ``llava_hf`` loop at batch size 1: per question, the processor on (p
 then ``generate``. Ours is ``eval.generate.generate_answers``. The two run interleaved (ABBA
 order over ``--rounds``) so a machine shared with other jobs slows both alike; the script prints
 questions/s for each, the speed-up, the load average and how many answers agree, and how long
-the answers are (mean tokens, and how many reached the cap), since a cap only costs time when
-answers run into it. Usage (after the toy study has trained a cell):
+the batches ran (decode steps per pass: a batch stops when all its rows have ended, so its longest
+answer sets its steps) and how many answers the cap cut, since a cap only costs time when answers
+run into it. CPU seconds are printed beside wall seconds: on a shared machine they move less.
+Usage (after the toy study has trained a cell):
 
     python tools/bench_generate.py --model results/cells/2b_clip_pretrain/model --benchmark pope gqa mme
 
@@ -43,16 +45,37 @@ def one_at_a_time(model, processor, questions: Sequence[Question], max_new_token
     return answers
 
 
-def timed(fn: Callable[[], list[str]]) -> tuple[list[str], float]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], list[str]]) -> tuple[list[str], float, float]:
+    """Result, wall seconds and CPU seconds of this process (all its threads): on a shared machine the
+    CPU seconds barely move with the load, the wall seconds do."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
-def answer_lengths(processor, answers: Sequence[str], max_new_tokens: int) -> tuple[float, int]:
-    """Mean answer length in tokens (re-tokenized, so about the generated count) and how many reach the cap."""
-    counts = [len(ids) for ids in processor.tokenizer(list(answers), add_special_tokens=False)["input_ids"]]
-    return sum(counts) / max(1, len(counts)), sum(c >= max_new_tokens for c in counts)
+class StepCounter:
+    """Wraps ``model.generate`` to count, per pass, the decode steps of every batch (its longest row sets
+    them) and the rows that reached the cap without an end-of-turn/EOS token."""
+
+    def __init__(self, model) -> None:
+        self.model, self.generate = model, model.generate
+        self.eos = set(model.generation_config.eos_token_id or [])
+        self.steps = self.capped = 0
+
+    def __call__(self, **kwargs):
+        out = self.generate(**kwargs)
+        new = out[:, kwargs["input_ids"].shape[1]:]
+        self.steps += new.shape[1]
+        self.capped += sum(new.shape[1] == kwargs["max_new_tokens"] and not set(row) & self.eos
+                           for row in new.tolist())
+        return out
+
+    def __enter__(self) -> StepCounter:
+        self.model.generate = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.model.generate  # the instance attribute goes; the class's method shows again
 
 
 def compare(model, processor, questions: Sequence[Question], max_new_tokens: int, batch_size: int,
@@ -65,15 +88,19 @@ def compare(model, processor, questions: Sequence[Question], max_new_tokens: int
     names = ("one", "batched") if baseline else ("batched",)
     runs["batched"]()  # warm-up: first-call allocations and lazy inits
     seconds = dict.fromkeys(names, 0.0)
+    cpu_seconds = 0.0
     answers: dict[str, list[str]] = {}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            answers[name], t = timed(runs[name])
+            answers[name], t, cpu = timed(runs[name])
             seconds[name] += t
+            cpu_seconds += cpu if name == "batched" else 0.0
     n = len(questions) * rounds
-    mean_tokens, at_cap = answer_lengths(processor, answers["batched"], max_new_tokens)
+    with StepCounter(model) as counter:
+        runs["batched"]()
     out = {"questions": len(questions), "batched_qps": n / seconds["batched"],
-           "batched_seconds": seconds["batched"] / rounds, "mean_tokens": mean_tokens, "at_cap": at_cap}
+           "batched_seconds": seconds["batched"] / rounds, "batched_cpu_seconds": cpu_seconds / rounds,
+           "decode_steps": counter.steps, "capped": counter.capped}
     if baseline:
         same = sum(a == b for a, b in zip(answers["one"], answers["batched"], strict=True))
         out.update(one_qps=n / seconds["one"], speedup=seconds["one"] / seconds["batched"], same=same)
@@ -108,8 +135,9 @@ def main() -> None:
                     f"one at a time {r['one_qps']:7.1f} q/s, speed-up {r['speedup']:4.1f}x, "
                     f"same answers {r['same']}/{r['questions']}, ")
         print(f"{name:>13}: {r['questions']} questions, max_new_tokens {cap}: batched {r['batched_qps']:7.1f} q/s "
-              f"({r['batched_seconds']:.2f} s per pass), {baseline}answers {r['mean_tokens']:.1f} tokens on "
-              f"average, {r['at_cap']} at the cap, load average {load_before:.1f}->{os.getloadavg()[0]:.1f}")
+              f"({r['batched_seconds']:.2f} s, {r['batched_cpu_seconds']:.2f} s of CPU per pass), {baseline}"
+              f"{r['decode_steps']} decode steps per pass, {r['capped']} answers cut at the cap, "
+              f"load average {load_before:.1f}->{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
