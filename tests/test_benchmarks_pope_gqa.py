@@ -42,7 +42,8 @@ def test_registry_names_and_unknown_name():
         ("Nope", "yes"),  # not an exact word match either
         ("nothing", "yes"),
         ("", "yes"),  # anything without a negative word is "yes"
-        ("  No\n", "no"),  # stripped first, as LLaVA's generation loop does
+        ("No\n", "yes"),  # no stripping in eval_pope.py: the only word is "No\n" (generate.py strips before)
+        (" No", "no"),  # split(" ") gives ["", "No"]
     ],
 )
 def test_pope_parse_follows_llava_eval_pope(prediction, expected):
@@ -99,17 +100,23 @@ def test_pope_aggregate_hand_computed():
     assert m["popular/yes_ratio"] == 0.0
     # pooled: TP=2, FP=2, TN=2, FN=2 -> acc=4/8, precision=2/4, recall=2/4, f1=0.5, yes_ratio=4/8
     for key in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
-        assert m[key] == pytest.approx(0.5), key
-        assert m[f"all/{key}"] == m[key]
+        assert m[f"pooled/{key}"] == pytest.approx(0.5), key
+    # split mean (LLaVA-1.5's headline): the plain mean of the two evaluated splits
+    assert m["split_mean/accuracy"] == pytest.approx(0.5)
+    assert m["split_mean/f1"] == pytest.approx((4 / 7 + 0.0) / 2)
+    assert m["split_mean/yes_ratio"] == pytest.approx((2 / 3 + 0.0) / 2)
     assert not any(k.startswith("adversarial/") for k in m)  # only splits that were evaluated
+    assert "f1" not in m and "accuracy" not in m  # no unqualified headline: the name says which
     assert all(0.0 <= v <= 1.0 for v in m.values())
+    for key in ("split_mean/accuracy", "split_mean/f1", "pooled/accuracy", "pooled/f1"):
+        assert m[f"{key}_ci_low"] <= m[key] <= m[f"{key}_ci_high"], key
 
 
 def test_pope_aggregate_no_positive_labels_and_empty():
     bench = PopeBenchmark()
     recs = [bench.score(_pope_question("random", 0, "no"), "Yes")]
     m = bench.aggregate(recs)  # TP=0, FP=1, FN=0 -> precision 0/1, recall 0/0 -> 0.0
-    assert (m["precision"], m["recall"], m["f1"], m["yes_ratio"]) == (0.0, 0.0, 0.0, 1.0)
+    assert (m["pooled/precision"], m["pooled/recall"], m["pooled/f1"], m["pooled/yes_ratio"]) == (0.0, 0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="no records"):
         bench.aggregate([])
 
@@ -211,7 +218,9 @@ def test_pope_missing_files_raise_clear_errors(tmp_path):
     [
         ("Red.", "red", True),  # rstrip('.') then lower()
         ("red", "red", True),
-        (" Yes.\n", "yes", True),  # stripped first
+        ("Yes.", "yes", True),
+        (" yes", "yes", False),  # convert_gqa_for_eval.py strips nothing (LLaVA's loop already did)
+        ("yes.\n", "yes", False),  # rstrip('.') stops at the newline
         ("red...", "red", True),  # rstrip removes every trailing dot
         ("the dog", "dog", False),  # exact match: no article removal in GQA's eval.py
         ("dogs", "dog", False),

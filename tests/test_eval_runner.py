@@ -86,7 +86,9 @@ def test_one_process_evaluates_a_cell_on_several_benchmarks(tiny_backbones, tmp_
     write_release(tmp_path / "data" / "mme")
     out = tmp_path / "eval"
     with pytest.warns(UserWarning, match="lacks the subtask folders"):
-        metrics = evaluate_cell(tmp_path / "model", {"vqav2_testdev": {"max_new_tokens": 3}, "mme": {"limit": 2}},
+        # Small caps: an untrained LM runs to its cap (LLaVA's 128 for MME), which costs seconds here.
+        metrics = evaluate_cell(tmp_path / "model", {"vqav2_testdev": {"max_new_tokens": 3},
+                                                     "mme": {"limit": 2, "max_new_tokens": 4}},
                                 tmp_path / "data", out, batch_size=4)
     assert metrics["vqav2_testdev"]["max_new_tokens"] == 3 and (out / "vqav2_testdev" / "submission.json").is_file()
     assert metrics["mme"]["max_new_tokens"] == 4 and metrics["mme"]["blind_images"] is False
@@ -101,8 +103,9 @@ def test_one_process_writes_a_cells_evaluation_and_its_blind_control(tiny_backbo
     processor.save_pretrained(tmp_path / "model")
     write_release(tmp_path / "data" / "mme")
     with pytest.warns(UserWarning, match="lacks the subtask folders"):
-        metrics = evaluate_cell(tmp_path / "model", {"mme": {"limit": 2}}, tmp_path / "data", tmp_path / "eval",
-                                batch_size=4, blind_benchmarks=["mme"], blind_out_root=tmp_path / "eval_blind")
+        metrics = evaluate_cell(tmp_path / "model", {"mme": {"limit": 2, "max_new_tokens": 4}}, tmp_path / "data",
+                                tmp_path / "eval", batch_size=4, blind_benchmarks=["mme"],
+                                blind_out_root=tmp_path / "eval_blind")
     assert metrics["mme"]["blind_images"] is False and metrics["blind/mme"]["blind_images"] is True
     seeing = json.loads((tmp_path / "eval" / "mme" / "metrics.json").read_text())
     blind = json.loads((tmp_path / "eval_blind" / "mme" / "metrics.json").read_text())
@@ -123,8 +126,8 @@ def test_blind_control_table_from_metrics_files(tmp_path):
     # Table 1 itself is covered by tests/test_report_tables.py.
     cells = [Cell("2b", "clip", "pretrain"), Cell("2b", "clip", "skip")]
     for cell, acc in zip(cells, (0.8, 0.7), strict=True):
-        write_metrics(tmp_path, cell.name, "eval", "pope", accuracy=acc, f1=acc - 0.1)
-        write_metrics(tmp_path, cell.name, "eval_blind", "pope", accuracy=0.5, f1=0.6)
+        write_metrics(tmp_path, cell.name, "eval", "pope", **{"split_mean/accuracy": acc, "split_mean/f1": acc - 0.1})
+        write_metrics(tmp_path, cell.name, "eval_blind", "pope", **{"split_mean/accuracy": 0.5, "split_mean/f1": 0.6})
     blind = build_blind_control(cells, ["pope"], tmp_path)
     first = blind[(blind.cell == "2b_clip_pretrain") & (blind.metric == "pope_acc")].iloc[0]
     assert (first.seeing, first.blind) == (0.8, 0.5) and abs(first.gap - 0.3) < 1e-12

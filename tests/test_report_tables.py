@@ -32,9 +32,12 @@ def fixture_metrics(cells_dir: Path, cells: list[Cell] = CELLS) -> dict[str, flo
                    {"accuracy": gqa[cell.name], "accuracy_ci_low": gqa[cell.name] - 0.02,
                     "accuracy_ci_high": gqa[cell.name] + 0.02, "questions": 100, "wall_seconds": 2.0})
         f1 = 0.8 if cell.name in ("2b_clip_pretrain", "7b_clip_skip") else 0.7
+        # Split means (LLaVA-1.5's headline, Table 1's) beside pooled values that differ from them.
         write_json(cells_dir / cell.name / "eval" / "pope" / "metrics.json",
-                   {"accuracy": 0.75, "accuracy_ci_low": 0.7, "accuracy_ci_high": 0.8, "f1": f1,
-                    "f1_ci_low": f1 - 0.05, "f1_ci_high": f1 + 0.05, "questions": 300, "wall_seconds": 3.0})
+                   {"split_mean/accuracy": 0.75, "split_mean/accuracy_ci_low": 0.7,
+                    "split_mean/accuracy_ci_high": 0.8, "split_mean/f1": f1, "split_mean/f1_ci_low": f1 - 0.05,
+                    "split_mean/f1_ci_high": f1 + 0.05, "pooled/accuracy": 0.6, "pooled/f1": f1 - 0.1,
+                    "questions": 300, "wall_seconds": 3.0})
     return gqa
 
 
@@ -46,6 +49,8 @@ def test_table1_layout_intervals_best_marks_and_missing_columns(tmp_path):
         assert {column, f"{column}_ci_low", f"{column}_ci_high"} <= set(table.columns)
     assert table["mmvp"].isna().all() and table["mme_perception"].isna().all()
     assert table.set_index("cell").loc["2b_dinov2_skip", "gqa"] == pytest.approx(gqa["2b_dinov2_skip"])
+    pope = table.set_index("cell").loc["2b_clip_pretrain"]
+    assert (pope["pope_acc"], pope["pope_f1"], pope["pope_f1_ci_low"]) == (0.75, 0.8, pytest.approx(0.75))
     best = table.set_index("cell")["best_in"]
     assert best["7b_dinov2_skip"] == "gqa;pope_acc"
     assert "pope_f1" in best["2b_clip_pretrain"] and "pope_f1" in best["7b_clip_skip"]  # tie: both marked

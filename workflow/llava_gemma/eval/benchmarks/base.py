@@ -36,7 +36,8 @@ class Benchmark:
     """Base class: subclasses set the class attributes and implement the three functions."""
 
     name: ClassVar[str]
-    max_new_tokens: ClassVar[int] = 16  # short answers, as lmms-eval caps them
+    # LLaVA's model_vqa_loader.py default; a benchmark whose reference script allows more says so.
+    max_new_tokens: ClassVar[int] = 128
 
     def with_options(self, **options: Any) -> Benchmark:
         """This benchmark with its own config options (``eval.benchmarks.<name>``) applied; none by default."""

@@ -16,16 +16,24 @@ Prompt
     or phrase."), as in LLaVA-1.5's ``llava_gqa_testdev_balanced.jsonl``. Target: ``answer``.
 
 Metric
-    Matches LLaVA's ``scripts/convert_gqa_for_eval.py`` followed by GQA's official ``eval.py``
-    (as run by LLaVA's ``eval_gqa.py``). The prediction is whitespace-stripped (LLaVA's
-    generation loop strips outputs), trailing '.' removed and lower-cased; it is then compared
-    to the gold answer by exact string equality (so "the dog" != "dog"). Reported as fractions
-    in [0, 1]: ``accuracy`` over all questions; ``binary/accuracy`` and ``open/accuracy``, where
-    "open" is structural type "query" and "binary" every other type (0.0 for an empty group, as
-    eval.py's ``avg``); and ``structural/<type>/accuracy`` per structural type present
-    (eval.py's "accuracyPerStructuralType"). Consistency, validity, plausibility, grounding and
+    Matches LLaVA's ``scripts/convert_gqa_for_eval.py`` (haotian-liu/LLaVA) followed by GQA's
+    official ``eval.py`` (the evaluation script from gqadataset.org, which LLaVA's GQA folder
+    holds as ``eval/eval.py``; testdev_balanced tier), as LLaVA-1.5's ``scripts/v1_5/eval/gqa.sh``
+    runs them. The answer is
+    the text LLaVA's generation loop leaves (``model_vqa_loader.py`` strips it; ``generate.py``
+    does the same); convert_gqa_for_eval.py removes trailing periods (``rstrip('.')``) and
+    lower-cases, nothing more: no stripping of spaces, no removal of articles or inner
+    punctuation. eval.py then counts it right only if it equals the gold answer exactly, so
+    "Yes." and "YES" match "yes", but "the dog" != "dog", "yes, it is" != "yes" and "2" != "two".
+    Reported as fractions in [0, 1] (eval.py prints percent): ``accuracy`` over all questions;
+    ``binary/accuracy`` and ``open/accuracy``, where "open" is structural type "query" and
+    "binary" every other type (0.0 for an empty group, as eval.py's ``avg``); and
+    ``structural/<type>/accuracy`` per structural type present (eval.py's
+    "accuracyPerStructuralType"). Consistency, validity, plausibility, grounding and
     distribution need extra files and are not computed (LLaVA reports accuracy only).
-    ``accuracy_ci_low``/``accuracy_ci_high``: bootstrap 95% interval over questions.
+    ``accuracy_ci_low``/``accuracy_ci_high``: bootstrap 95% interval over questions. lmms-eval's
+    ``gqa`` task differs (exact match ignoring case and punctuation); LLaVA's is used because
+    the paper ran LLaVA's scripts. Generation cap: 128 new tokens, ``model_vqa_loader.py``'s default.
 """
 
 from __future__ import annotations
@@ -48,8 +56,8 @@ QUESTIONS_FILE = "testdev_balanced_questions.json"
 
 
 def normalize_prediction(prediction: str) -> str:
-    """LLaVA's convert_gqa_for_eval normalization: strip, drop trailing dots, lower-case."""
-    return prediction.strip().rstrip(".").lower()
+    """LLaVA's convert_gqa_for_eval.py: trailing periods dropped, lower-cased (nothing else)."""
+    return prediction.rstrip(".").lower()
 
 
 def _is_valid(entry: Any) -> bool:
@@ -71,7 +79,7 @@ def _mean(values: list[bool]) -> float:
 
 class GQABenchmark(Benchmark):
     name: ClassVar[str] = "gqa"
-    max_new_tokens: ClassVar[int] = 16  # a word or short phrase
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)

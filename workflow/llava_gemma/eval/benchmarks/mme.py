@@ -12,15 +12,27 @@ Prompt
     LLaVA-1.5's ``llava_mme.jsonl`` and lmms-eval's ``mme`` task (default post_prompt) do.
 
 Metric
-    Matches MME's official ``eval_tool/calculation.py`` (which LLaVA's MME script runs). The
-    prediction is stripped (LLaVA strips outputs) and lower-cased; "yes"/"no" as is, else "yes"
-    if "yes" occurs in its first 4 characters, else "no" if "no" does, else "other" (wrong
-    either way). Per subtask: ``acc`` = 100 x correct questions / questions, ``acc_plus`` = 100 x
-    images with both questions right / images, ``score`` = acc + acc_plus (max 200).
-    ``perception`` = sum of the 10 perception subtask scores (max 2000), ``cognition`` = sum of
-    the 4 cognition ones (max 800), ``total`` = both; a subtask not evaluated adds nothing.
+    Matches MME's official ``eval_tool/calculation.py`` (BradyFU/Awesome-Multimodal-Large-
+    Language-Models, branch Evaluation, ``tools/eval_tool.zip``), which LLaVA-1.5's
+    ``scripts/v1_5/eval/mme.sh`` runs after ``convert_answer_to_mme.py``. The answer is the
+    text LLaVA's generation loop leaves (``model_vqa_loader.py`` strips it; ``generate.py`` does
+    the same). calculation.py lower-cases it and takes "yes"/"no" as is, else "yes" if "yes"
+    occurs in its first 4 characters, else "no" if "no" does, else "other" (wrong whichever the
+    truth). No further stripping and no removal of periods: "Yes." is yes (prefix "yes."),
+    "Not sure" is no (prefix "not "), "There is no dog" is other, " yes" is yes but "  yes" is
+    other. (calculation.py reads the answer with the line's newline still attached; that changes
+    nothing, as a newline can complete neither "yes" nor "no". An answer containing a tab or a
+    newline stops calculation.py, whose file holds one tab-separated line per question; here it
+    is parsed like any other text.)
+
+    Per subtask: ``acc`` = 100 x correct questions / questions, ``acc_plus`` = 100 x images
+    with both questions right / images, ``score`` = acc + acc_plus (max 200). ``perception`` =
+    sum of the 10 perception subtask scores (max 2000), ``cognition`` = sum of the 4 cognition
+    ones (max 800), ``total`` = both; a subtask not evaluated adds nothing.
     ``perception_ci_*``/``cognition_ci_*``: bootstrap 95% intervals resampling images within
-    each subtask.
+    each subtask. lmms-eval's ``mme`` task differs: it strips, deletes periods, and reads a lone
+    "y"/"n" as yes/no; calculation.py's rule is used because the paper ran LLaVA's scripts.
+    Generation cap: 128 new tokens, ``model_vqa_loader.py``'s default.
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ MME_SUFFIX = " Please answer yes or no."
 
 def parse_yes_no(prediction: str) -> str:
     """MME calculation.py's parse: exact yes/no, else 'yes'/'no' within the first 4 characters."""
-    text = prediction.strip().lower()
+    text = prediction.lower()
     if text in ("yes", "no"):
         return text
     prefix = text[:4]
@@ -80,7 +92,7 @@ def _subset_images(by_image: dict[str, list[Question]], limit: int | None, seed:
 
 class MMEBenchmark(Benchmark):
     name: ClassVar[str] = "mme"
-    max_new_tokens: ClassVar[int] = 4  # "Yes"/"No"; the parse reads 4 characters
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         source = read_mme(Path(root), SUBTASKS)

@@ -11,15 +11,20 @@ Source
 
 Prompt
     ``question`` as is, with no suffix, as LLaVA-1.5's ``llava-mm-vet.jsonl``. Answers may be
-    long (explanations, "gen" questions), hence the larger generation limit.
+    long (explanations, "gen" questions): the generation cap is 1024 new tokens, as LLaVA's
+    ``llava/eval/model_vqa.py`` (which ``scripts/v1_5/eval/mmvet.sh`` runs).
 
 Metric
-    Matches MM-Vet's ``mm-vet_evaluator.py`` (one run): each answer gets a judge score in
-    [0, 1] (see ``eval.judge``: the official few-shot GPT grader prompt and re-ask rule over an
-    OpenAI-compatible endpoint when ``LLAVA_GEMMA_JUDGE_BASE_URL`` is set, else the offline
-    <AND>/<OR> scorer; config ``eval.benchmarks.mmvet.judge: offline|endpoint`` fixes the choice,
-    as the toy study does with ``offline``). ``score`` = 100 x the mean over questions; ``<cap>/score`` = 100 x the
-    mean over the questions needing capability ``cap`` (rec, ocr, know, gen, spat, math);
+    Matches MM-Vet's ``mm-vet_evaluator.py`` (yuweihao/MM-Vet; one run, the default
+    ``--num_run``): each answer gets a judge score in [0, 1] (see ``eval.judge``: the official
+    few-shot GPT grader prompt and re-ask rule over an OpenAI-compatible endpoint when
+    ``LLAVA_GEMMA_JUDGE_BASE_URL`` is set, else the offline <AND>/<OR> scorer; config
+    ``eval.benchmarks.mmvet.judge: offline|endpoint`` fixes the choice, as the toy study does
+    with ``offline``). MM-Vet has no official offline scorer: the offline judge is this
+    project's deterministic stand-in, and ``judge`` says which one produced the scores.
+    ``score`` = 100 x the mean over questions; ``<cap>/score`` = 100 x the mean over the
+    questions needing capability ``cap`` (rec, ocr, know, gen, spat, math), as the evaluator's
+    per-capability columns (it rounds them to 1 decimal; these are unrounded).
     ``judge`` names the judge model, or "offline-and-or"; ``score_ci_*``: bootstrap 95% interval
     over questions. Judged answers are cached in ``<root>/judge_cache.jsonl`` (or
     ``LLAVA_GEMMA_JUDGE_CACHE``), so a rerun never pays twice.
@@ -51,7 +56,7 @@ def _valid(entry: Any) -> bool:
 
 class MMVetBenchmark(Benchmark):
     name: ClassVar[str] = "mmvet"
-    max_new_tokens: ClassVar[int] = 512  # open-ended answers; most MM-Vet references are far shorter
+    max_new_tokens: ClassVar[int] = 1024  # LLaVA's model_vqa.py
 
     def __init__(self, judge: str | None = None) -> None:
         self.judge = judge  # config choice: "offline", "endpoint", or None (the environment decides)

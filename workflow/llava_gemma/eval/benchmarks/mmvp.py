@@ -18,11 +18,23 @@ Prompt
     lmms-eval's ``mmvp`` task. Target: "A" or "B".
 
 Metric
-    Letter match with lmms-eval's ``mmvp`` extraction (a bare letter with optional parentheses or
-    period; a letter opening the answer; "answer is X"; "option X"; a standalone A/B; else the
-    first character; case-insensitive). ``pair_accuracy``: fraction of pairs with both questions
-    right (the MMVP paper's number); ``question_accuracy`` (also ``accuracy``): fraction of
-    questions right. Fractions in [0, 1]; ``*_ci_*``: bootstrap 95% intervals resampling pairs.
+    The official scorer (tsb0601/MMVP ``scripts/gpt_grader.py``, after ``evaluate_mllm.py`` asked
+    "Question (a) x (b) y" and generated up to 1024 tokens) has GPT-4 judge each free-form answer
+    against the correct option and counts a pair right when both of its questions (rows 2k-1,
+    2k) are judged right; ``pair_accuracy`` is that count over the pairs. LLaVA has no MMVP
+    script, so the deterministic letter rule of lmms-eval's ``tasks/mmvp/utils.py`` stands in for
+    the judge: the answer is stripped, then the first of these (case-insensitive) gives the
+    letter: the whole answer is a letter with optional parentheses and period ("(B).");
+    the answer opens with such a letter followed by a period or a space ("A. Open", "B is");
+    "answer is X"; "option X"; any A or B (optionally in parentheses) followed by a space or the
+    end ("I think A"; note this also reads the article in "a dog is"); else the first character
+    if it is A or B; else nothing (wrong). The gold letter is "A" if the released "Correct
+    Answer" contains "(a)" or is "a", "B" likewise, as lmms-eval normalises it.
+    ``pair_accuracy``: fraction of complete pairs with both questions right (the MMVP paper's
+    number; 0.0 if no pair is complete); ``question_accuracy`` (also ``accuracy``): fraction
+    of questions right. Fractions in [0, 1]; ``*_ci_*``: bootstrap 95% intervals resampling
+    pairs. Generation cap: 128 new tokens, as LLaVA's ``model_vqa_loader.py`` (lmms-eval
+    allows 16, MMVP's own script 1024).
 """
 
 from __future__ import annotations
@@ -66,9 +78,18 @@ def parse_letter(prediction: str) -> str:
     return text[0].upper() if text and text[0].upper() in "AB" else ""
 
 
+def gold_letter(correct_answer: str) -> str | None:
+    """lmms-eval's reading of a "Correct Answer" cell: "(a)" inside, or just "a", is A; B likewise."""
+    raw = correct_answer.strip().lower()
+    if "(a)" in raw or raw == "a":
+        return "A"
+    if "(b)" in raw or raw == "b":
+        return "B"
+    return None
+
+
 def _gold(row: dict[str, str], index: int) -> str | None:
-    raw = (row.get("Correct Answer") or "").strip().lower()
-    letter = {"(a)": "A", "a": "A", "(b)": "B", "b": "B"}.get(raw)
+    letter = gold_letter(row.get("Correct Answer") or "")
     if index in CORRECTIONS and CORRECTIONS[index][1] in (row.get("Options") or "").lower():
         return CORRECTIONS[index][0]
     return letter
@@ -76,7 +97,7 @@ def _gold(row: dict[str, str], index: int) -> str | None:
 
 class MMVPBenchmark(Benchmark):
     name: ClassVar[str] = "mmvp"
-    max_new_tokens: ClassVar[int] = 6  # a letter, or "The answer is A." at most
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)

@@ -15,18 +15,30 @@ Prompt
     phrase."), as in LLaVA-1.5's ``llava_pope_test.jsonl``. Target: "yes" or "no".
 
 Metric
-    Matches LLaVA's ``llava/eval/eval_pope.py``. A prediction is parsed to yes/no by keeping
-    only the text before the first '.', deleting commas, splitting on single spaces, and
-    answering "no" if one of the words is exactly "No", "not" or "no", else "yes" (so an
-    empty or off-topic answer counts as "yes", as in the official script). The prediction is
-    whitespace-stripped first, as LLaVA's generation loop strips its outputs. With "yes" as
-    the positive class, accuracy, precision, recall, F1 and yes-ratio (share of "yes"
-    predictions) are reported per split (``random/accuracy``, ...) and pooled over the
-    splits (``all/accuracy``, ..., also as the top-level ``accuracy``, ``f1``, ...).
-    All values are fractions in [0, 1]. Where the official script would divide by zero
-    (e.g. precision with no "yes" predicted) the value is 0.0. The pooled accuracy and F1 carry
-    a bootstrap 95% interval over questions, resampled within each split
-    (``accuracy_ci_low``/``_ci_high``, ``f1_ci_low``/``_ci_high``; see ``eval.bootstrap``).
+    Matches LLaVA's ``llava/eval/eval_pope.py`` (haotian-liu/LLaVA), run by LLaVA-1.5's
+    ``scripts/v1_5/eval/pope.sh``, on the answer as LLaVA's generation loop leaves it
+    (``model_vqa_loader.py`` strips it; ``generate.py`` does the same; the parse itself strips
+    nothing). A prediction is parsed to yes/no by keeping only the text before its first '.'
+    (if it has one), deleting commas, splitting on single spaces (not on newlines or tabs), and
+    answering "no" if one of the words is exactly "No", "not" or "no", else "yes". So "No, there
+    is not." is no, "Not sure" and "Nope" are yes (no exact word), "No\\nthere is none" is yes (its
+    first word is "No\\nthere"), and an empty or off-topic answer is yes, as in the official script.
+    With "yes" as the positive class: accuracy, precision, recall, F1 and yes-ratio (share of
+    "yes" predictions), fractions in [0, 1]. Where eval_pope.py would divide by zero (precision
+    with no "yes" predicted, recall with no "yes" label) the value is 0.0 here.
+
+    eval_pope.py scores each split (annotation file) on its own: ``random/f1``, ``popular/f1``,
+    ``adversarial/f1`` (and the other four metrics). LLaVA-1.5's reported POPE figure is the mean
+    over the three splits of each split's F1 (accuracy likewise): its 7B F1 of 85.9 is
+    (87.2 + 86.3 + 84.5) / 3 from eval_pope.py's per-split output (haotian-liu/LLaVA issues #626
+    and #806). That mean is ``split_mean/<metric>``, the headline Table 1 uses. ``pooled/<metric>``
+    counts the three splits as one set of questions (not a number LLaVA reports; kept for
+    comparison). ``split_mean/accuracy``, ``split_mean/f1``, ``pooled/accuracy`` and
+    ``pooled/f1`` carry bootstrap 95% intervals over questions, resampled within each split
+    (``<key>_ci_low``/``<key>_ci_high``; see ``eval.bootstrap``). lmms-eval's ``pope`` task
+    differs: it compares the lower-cased, stripped answer with "yes"/"no" exactly (so "No, there
+    is not." is neither) and pools the splits; LLaVA's rule is used because the paper ran LLaVA's
+    scripts. Generation cap: 128 new tokens, ``model_vqa_loader.py``'s default.
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ _NEGATIVE_WORDS = ("No", "not", "no")
 
 def parse_yes_no(prediction: str) -> str:
     """Map a free-form answer to "yes"/"no" with the rule of LLaVA's eval_pope.py."""
-    text = prediction.strip()
+    text = prediction
     if "." in text:
         text = text.split(".")[0]  # only the first sentence
     words = text.replace(",", "").split(" ")
@@ -105,7 +117,7 @@ def _parse_line(line: str) -> dict[str, Any] | None:
 
 class PopeBenchmark(Benchmark):
     name: ClassVar[str] = "pope"
-    max_new_tokens: ClassVar[int] = 4  # "Yes"/"No" and maybe a comma; the rule reads the first words
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
@@ -166,22 +178,46 @@ class PopeBenchmark(Benchmark):
             groups.setdefault(rec["split"], []).append(rec)
         ordered = [s for s in SPLITS if s in groups] + sorted(set(groups) - set(SPLITS))
         out: dict[str, float] = {}
-        for split in [*ordered, "all"]:
-            recs = records if split == "all" else groups[split]
-            metrics = binary_metrics([r["parsed"] for r in recs], [r["label"] for r in recs])
-            out.update({f"{split}/{k}": v for k, v in metrics.items()})
-            if split == "all":
-                out.update(metrics)
-        out.update(_intervals(records))
+        per_split = {}
+        for split in ordered:
+            per_split[split] = binary_metrics([r["parsed"] for r in groups[split]], [r["label"] for r in groups[split]])
+            out.update({f"{split}/{k}": v for k, v in per_split[split].items()})
+        for k in METRICS:  # LLaVA-1.5's headline: the plain mean of the per-split values
+            out[f"split_mean/{k}"] = sum(m[k] for m in per_split.values()) / len(per_split)
+        pooled = binary_metrics([r["parsed"] for r in records], [r["label"] for r in records])
+        out.update({f"pooled/{k}": v for k, v in pooled.items()})
+        out.update(_intervals(records, ordered))
         return out
 
 
-def _intervals(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Bootstrap intervals of the pooled accuracy and F1 from per-question [tp, fp, tn, fn]."""
-    cells = [(r["parsed"], r["label"]) for r in records]
-    comps = np.array([[p == "yes" and g == "yes", p == "yes" and g == "no", p == "no" and g == "no",
-                       p == "no" and g == "yes"] for p, g in cells], dtype=float)
+def _f1(s: np.ndarray) -> np.ndarray:
+    """F1 from summed [tp, fp, tn, fn] columns: 2tp / (2tp + fp + fn), 0.0 when undefined."""
+    return ratio(2 * s[..., 0], 2 * s[..., 0] + s[..., 1] + s[..., 3])
+
+
+def _accuracy(s: np.ndarray) -> np.ndarray:
+    return ratio(s[..., 0] + s[..., 2], s.sum(axis=-1))
+
+
+def _intervals(records: list[dict[str, Any]], splits: list[str]) -> dict[str, float]:
+    """Bootstrap intervals of the split-mean and pooled accuracy and F1, resampling within splits.
+
+    Each question carries [tp, fp, tn, fn] in its split's block of four columns, so one resample's
+    sums give every split's confusion counts (their sum over blocks is the pooled one)."""
+    comps = np.zeros((len(records), 4 * len(splits)))
+    for row, r in enumerate(records):
+        p, g = r["parsed"], r["label"]
+        j = 4 * splits.index(r["split"])
+        comps[row, j:j + 4] = (p == "yes" and g == "yes", p == "yes" and g == "no", p == "no" and g == "no",
+                               p == "no" and g == "yes")
     strata = [r["split"] for r in records]
-    acc = bootstrap_interval(comps, lambda s: ratio(s[:, 0] + s[:, 2], s.sum(axis=1)), strata=strata)
-    f1 = bootstrap_interval(comps, lambda s: ratio(2 * s[:, 0], 2 * s[:, 0] + s[:, 1] + s[:, 3]), strata=strata)
-    return {**interval_keys("accuracy", acc), **interval_keys("f1", f1)}
+
+    def blocks(s: np.ndarray) -> np.ndarray:  # (resamples, splits, 4)
+        return s.reshape(len(s), len(splits), 4)
+
+    out: dict[str, float] = {}
+    for name, metric in (("accuracy", _accuracy), ("f1", _f1)):
+        mean = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s)).mean(axis=1), strata=strata)
+        pooled = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s).sum(axis=1)), strata=strata)
+        out.update({**interval_keys(f"split_mean/{name}", mean), **interval_keys(f"pooled/{name}", pooled)})
+    return out

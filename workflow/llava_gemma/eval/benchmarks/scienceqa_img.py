@@ -17,12 +17,26 @@ Prompt
     lmms-eval's ``scienceqa_img``. Target: the letter of ``answer``.
 
 Metric
-    Matches LLaVA's ``llava/eval/eval_science_qa.py``: newlines become ". "; the answer is the
-    stripped text if it is a bare option letter, else the first character of a text opening with
-    "X. " (so "B. cat" is B), else the letter of "The answer is X." or "The answer is X"; anything
-    else (a lone "B." too, under this rule) fails. A letter beyond the question's choices is wrong.
+    Matches LLaVA's ``llava/eval/eval_science_qa.py`` (haotian-liu/LLaVA), which LLaVA-1.5's
+    ``scripts/v1_5/eval/sqa.sh`` runs, on the answer text as LLaVA's generation loop leaves it
+    (``model_vqa_science.py`` strips it; ``generate.py`` does the same). The parse reads that text
+    as it is, with no further stripping and no treatment of newlines, in this order:
+
+    1. the whole text is one of "A".."E": that letter ("B" is B; " B" or "b" is not);
+    2. the text has at least 3 characters, its first is one of "A".."E" and the next two are ". "
+       (a period and a space): the first character ("B. cat" is B; "B." and "B.\\ncat" are not);
+    3. ``re.findall(r"The answer is ([A-Z]).", text)``: exactly one match gives its letter. The
+       regular expression needs some character (not a newline) after the letter, so "The answer
+       is B." and "The answer is Bob" give B but a text ending in "The answer is B" fails; two
+       matches fail (``findall``, not ``search``); the phrase is case-sensitive.
+
+    Anything else is "FAILED". The letter counts only if it names one of the question's choices
+    (``get_pred_idx``: "E", or "F" from rule 3, is wrong for a 4-choice question). lmms-eval's
+    ``scienceqa_img`` differs (it strips, compares case-insensitively and takes "X." without the
+    space); LLaVA's rule is used because the paper ran LLaVA's scripts.
     ``accuracy``: fraction right; ``<subject>/accuracy`` per subject; ``accuracy_ci_*``:
-    bootstrap 95% interval over questions.
+    bootstrap 95% interval over questions. Generation cap: 1024 new tokens, as
+    ``model_vqa_science.py``.
 """
 
 from __future__ import annotations
@@ -37,22 +51,19 @@ from llava_gemma.eval.bootstrap import interval_keys, mean_interval
 from .base import LETTER_SUFFIX, Benchmark, Question, finish_loading, mean_by_group, require_path
 
 OPTIONS = ("A", "B", "C", "D", "E")
-_ANSWER_IS_PERIOD = re.compile(r"The answer is ([A-E])\.")
-_ANSWER_IS = re.compile(r"The answer is ([A-E])")
+# eval_science_qa.py's pattern, unescaped dot included: "The answer is", a capital, any one character.
+_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")
+FAILED = "FAILED"
 
 
 def parse_letter(prediction: str) -> str:
-    """The option letter under LLaVA's eval_science_qa.py rules, or "FAILED"."""
-    text = prediction.replace("\n", ". ")
-    if text.strip() in OPTIONS:
-        return text.strip()
-    if len(text) >= 3 and text[0] in OPTIONS and text[1:3] == ". ":
-        return text[0]
-    if "The answer is " in text:
-        match = _ANSWER_IS_PERIOD.search(text) or _ANSWER_IS.search(text)
-        if match:
-            return match.group(1)
-    return "FAILED"
+    """The letter LLaVA's eval_science_qa.py reads from ``prediction`` (taken as is), or "FAILED"."""
+    if prediction in OPTIONS:
+        return prediction
+    if len(prediction) >= 3 and prediction[0] in OPTIONS and prediction[1:3] == ". ":
+        return prediction[0]
+    found = _ANSWER_IS.findall(prediction)
+    return found[0] if len(found) == 1 else FAILED
 
 
 def make_prompt(problem: dict[str, Any]) -> str:
@@ -80,7 +91,7 @@ def _valid(problem: Any) -> bool:
 
 class ScienceQAImgBenchmark(Benchmark):
     name: ClassVar[str] = "scienceqa_img"
-    max_new_tokens: ClassVar[int] = 6  # a letter, or "The answer is B." at most
+    max_new_tokens: ClassVar[int] = 1024  # LLaVA's model_vqa_science.py
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)

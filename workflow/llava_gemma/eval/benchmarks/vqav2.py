@@ -20,14 +20,24 @@ Prompt
     questions and lmms-eval's ``vqav2_val``. Target: the 10 human answers.
 
 Metric
-    Matches LLaVA's ``convert_vqav2_for_submission.py`` (the prediction goes through
-    ``EvalAIAnswerProcessor``: lower-case, drop ',' and '?', split "'s", punctuation, number
-    words to digits, articles dropped, contractions restored) followed by the official VQA
-    accuracy of ``vqaEval.py`` / lmms-eval's ``vqav2_val``: when the 10 human answers disagree
-    they are normalised the same way; for each of the 10 leave-one-out subsets of 9 answers the
-    accuracy is min(#matches / 3, 1), and the question's accuracy is their mean. ``accuracy`` is
-    100 x the mean over questions (percent, as reported); ``<answer_type>/accuracy`` per answer
-    type ("yes/no", "number", "other"); ``accuracy_ci_*``: bootstrap 95% interval over questions.
+    Matches LLaVA's ``scripts/convert_vqav2_for_submission.py`` followed by the official VQA
+    accuracy (GT-Vision-Lab/VQA ``PythonEvaluationTools/vqaEvaluation/vqaEval.py``, which EvalAI
+    runs for test-dev). The prediction (as LLaVA's generation loop leaves it, stripped) goes
+    through ``EvalAIAnswerProcessor`` (``llava/eval/m4c_evaluator.py``): lower-case; drop ',' and
+    '?'; "'s" becomes " 's"; newlines and tabs become spaces; punctuation (; / [ ] " { } ( ) = +
+    \\ _ - > < @ ` , ? !) is deleted where it touches a space, else replaced by a space; a '.' not
+    followed by a digit is deleted (at most 32 of them: both scripts pass ``re.UNICODE`` where
+    ``re.sub`` takes its count); number words zero..ten (and "none") become digits; "a", "an",
+    "the" are dropped; the official contractions table restores apostrophes ("dont" -> "don't").
+    vqaEval.py then compares it with the 10 human answers: when they are not all the same
+    string, the answers and the prediction go through its punctuation, digit and article
+    processing again (a unanimous answer is taken as written); for each of the 10 leave-one-out
+    subsets of 9 answers the accuracy is min(#matches / 3, 1), and the question's accuracy is
+    their mean (one match 0.3, two 0.6, three or more 0.9 or 1). ``accuracy`` is 100 x the mean
+    over questions (percent, as reported; vqaEval.py rounds it to 2 decimals, this is unrounded);
+    ``<answer_type>/accuracy`` per answer type ("yes/no", "number", "other");
+    ``accuracy_ci_*``: bootstrap 95% interval over questions. Generation cap: 128 new tokens,
+    ``model_vqa_loader.py``'s default.
 """
 
 from __future__ import annotations
@@ -81,7 +91,9 @@ def process_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out)
+    # Both reference scripts call PERIOD_STRIP.sub("", text, re.UNICODE): the flag lands in the
+    # count argument (re.UNICODE == 32), so only the first 32 such periods are deleted.
+    return _PERIOD_STRIP.sub("", out, count=32)
 
 
 def process_digit_article(text: str) -> str:
@@ -121,7 +133,7 @@ def _load_json(path: Path, key: str) -> list[Any]:
 
 class VQAv2Benchmark(Benchmark):
     name: ClassVar[str] = "vqav2"
-    max_new_tokens: ClassVar[int] = 16  # a word or short phrase, as lmms-eval caps it
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)

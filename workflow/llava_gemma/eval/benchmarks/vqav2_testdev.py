@@ -51,7 +51,7 @@ def submission_entries(records: list[dict[str, Any]], full_ids: list[int] | None
 
 class VQAv2TestDevBenchmark(Benchmark):
     name: ClassVar[str] = "vqav2_testdev"
-    max_new_tokens: ClassVar[int] = 16  # a word or short phrase, as lmms-eval caps it
+    max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
