@@ -180,9 +180,30 @@ def paper_sources():
     return {level: src.get("hub") for level, src in levels.items()}
 
 
+def card_settings(cell_name):
+    """What a cell's model card says: its levels and their hub ids, its training data and recipe, how it was evaluated."""
+    cell = CELLS[cell_name]
+    levels = {"language_model": STUDY.language_models[cell.language_model],
+              "vision_tower": STUDY.vision_towers[cell.vision_tower]}
+    wanted = ("llava_pretrain/", "llava_instruct/") if cell.pretrains_connector else ("llava_instruct/",)
+    datasets = sorted({src["hub"] for path, src in config.get("downloads", {}).items()
+                       if path.startswith(wanted) and "hub" in src})
+    t = config["train"]
+    train = dict(precision=t["precision"], backend=t["backend"], stage2=t["stage2"])
+    if cell.pretrains_connector:
+        train["stage1"] = t["stage1"]
+    return settings(dict(study=config["study"], cell=cell.name, datasets=datasets, train=train,
+                         factors=dict(language_model=cell.language_model, vision_tower=cell.vision_tower,
+                                      connector=cell.connector),
+                         sources={k: src.get("hub") for k, src in levels.items()},
+                         eval=dict(benchmarks=config["eval"]["benchmarks"],
+                                   blind_control=config["eval"].get("blind_control", []))))
+
+
 def report_targets():
     targets = ["results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
                "results/report/speed.csv", "results/report/loss.png", "results/report/data_filter.csv"]
+    targets += expand("results/report/model_cards/{cell}/README.md", cell=CELLS)
     if relevancy_examples():
         targets.append("results/report/relevancy.png")
     if BLIND_BENCHMARKS:

@@ -12,6 +12,7 @@ localrules:
     plot_training_loss,
     summarise_data_filter,
     plot_relevancy,
+    write_model_card,
 
 
 rule make_table1:
@@ -126,6 +127,30 @@ rule summarise_data_filter:
         "benchmarks/report/data_filter.tsv"
     shell:
         "llava-gemma data-filter --prepared_dir data/prepared --out results/report > {log} 2>&1"
+
+
+# The final model card: the recipe card training wrote into model/README.md plus the cell's metrics with their
+# intervals (model-index). A separate output, since a rule must not change train_cell's; README says how to
+# put it into the model folder for upload.
+rule write_model_card:
+    input:
+        model="results/cells/{cell}/model",
+        metrics=lambda w: expand("results/cells/{cell}/eval/{benchmark}/metrics.json", cell=w.cell,
+                                 benchmark=BENCHMARKS),
+    output:
+        report("results/report/model_cards/{cell}/README.md", caption="../report/model_card.rst",
+               category="Model cards", subcategory="{cell}"),
+    params:
+        card=lambda w: card_settings(w.cell),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/model_cards/{cell}.log",
+    benchmark:
+        "benchmarks/report/model_cards/{cell}.tsv"
+    shell:
+        "llava-gemma model-card --eval_dir results/cells/{wildcards.cell}/eval --out {output}"
+        " --settings '{params.card}' > {log} 2>&1"
 
 
 rule compute_relevancy:
