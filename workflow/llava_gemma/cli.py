@@ -236,6 +236,12 @@ def cmd_estimate(a) -> dict | None:
     return None  # the Markdown table is the output
 
 
+def cmd_describe_study(a) -> dict:
+    from llava_gemma.analysis.study_info import write_study_metadata
+
+    return write_study_metadata(_json(a.settings), Path(a.repo), Path(a.out))
+
+
 def cmd_model_card(a) -> dict:
     from llava_gemma.analysis.model_card import write_model_card
 
@@ -254,7 +260,7 @@ def cmd_ask(a) -> None:
 ARG_HELP = {
     "out": "where the command writes its output (file or folder, as the rule declares it)",
     "raw": "the raw data folder (data/raw)",
-    "repo": "hub repository id of the model to download",
+    "repo": "hub repository id of the model to download (describe-study: the pipeline's checkout)",
     "archive": "the zip archive to unpack",
     "into": "folder the archive's files go to",
     "mix": "LLaVA's llava_v1_5_mix665k.json (the OCR-VQA records it names)",
@@ -299,6 +305,7 @@ DESCRIPTIONS = {
     "data-filter": "summarise what data preparation dropped, by reason",
     "relevancy": "compute one cell's relevancy maps for the configured examples",
     "relevancy-figure": "draw every cell's relevancy maps into one figure",
+    "describe-study": "the report's study metadata: config files, commit, library versions, date",
     "model-card": "write a cell's model card (README.md in the hub's format), with metrics when given",
     "ask": "ask a cell a question about an image and print its greedy answer",
     "estimate": "training FLOPs and hours of every real cell, and the MFU the paper's wall times imply "
@@ -359,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("relevancy", cmd_relevancy, "model", "data", "out")
     add("relevancy-figure", cmd_relevancy_figure, "out").add_argument(
         "--maps", nargs="+", required=True, help="the cells' relevancy JSON files (results/report/relevancy/*.json)")
+    add("describe-study", cmd_describe_study, "repo", "out")
     add("model-card", cmd_model_card, "out").add_argument(
         "--eval_dir", default=None, help="the cell's eval folder (results/cells/<cell>/eval): add its metrics")
     ask = command("ask", cmd_ask)

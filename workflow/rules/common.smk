@@ -1,5 +1,6 @@
 # Config validation, the grid, and every input function the rules use.
 import json
+import os
 
 from llava_gemma.config import Cell, ConfigError, StudyConfig, validate_config
 
@@ -200,10 +201,17 @@ def card_settings(cell_name):
                                    blind_control=config["eval"].get("blind_control", []))))
 
 
+def shown_path(path):
+    """A path as the report shows it: relative to the working directory when it lies inside it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def report_targets():
     targets = ["results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
                "results/report/speed.csv", "results/report/loss.png", "results/report/data_filter.csv"]
     targets += expand("results/report/model_cards/{cell}/README.md", cell=CELLS)
+    targets.append("results/report/study.csv")
     if relevancy_examples():
         targets.append("results/report/relevancy.png")
     if BLIND_BENCHMARKS:

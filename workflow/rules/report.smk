@@ -13,6 +13,7 @@ localrules:
     summarise_data_filter,
     plot_relevancy,
     write_model_card,
+    describe_study,
 
 
 rule make_table1:
@@ -151,6 +152,27 @@ rule write_model_card:
     shell:
         "llava-gemma model-card --eval_dir results/cells/{wildcards.cell}/eval --out {output}"
         " --settings '{params.card}' > {log} 2>&1"
+
+
+# The report's record of the run: study, config files, commit, library versions, date. It waits for every
+# metric, so it is made again whenever a result changes.
+rule describe_study:
+    input:
+        all_metrics(),
+    output:
+        report("results/report/study.csv", caption="../report/study.rst", category="Study"),
+    params:
+        settings=settings(dict(study=config["study"], configfiles=[shown_path(f) for f in workflow.configfiles],
+                               cells=list(CELLS), benchmarks=BENCHMARKS)),
+        repo=workflow.basedir,
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/study.log",
+    benchmark:
+        "benchmarks/report/study.tsv"
+    shell:
+        "llava-gemma describe-study --repo {params.repo} --out {output} --settings '{params.settings}' > {log} 2>&1"
 
 
 rule compute_relevancy:
