@@ -157,3 +157,15 @@ def test_toy_yaml_is_what_the_commands_expect():
     cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
     assert cfg["eval"]["one_job_per"] == "cell"  # README: one job evaluates a cell on all its benchmarks
     assert "skip" in cfg["grid"]["connector"]
+
+
+def test_quick_start_block_keeps_its_two_lines_and_the_install_notes_hold():
+    first = re.search(r"^```[^\n]*\n(.*?)^```", README, flags=re.S | re.M).group(1).splitlines()
+    # .ci/run takes the pytest line from this block: it must stay two lines, install+study and tests.
+    assert first == [f"pip install torch==2.13.0 && pip install -e '.[test]' && {FULL_STUDY}", "python -m pytest -q"]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11,<3.13"' in pyproject and "Python 3.11 or 3.12" in README
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in README
+    assert 'python -m pytest -q -m "not workflow and not slow and not slurm"' in README
+    markers = set(re.findall(r'^\s*"(\w+): ', pyproject, flags=re.M))
+    assert {"workflow", "slow", "slurm"} <= markers  # the quick subset names real markers
