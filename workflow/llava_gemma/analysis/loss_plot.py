@@ -1,8 +1,8 @@
 """The training loss figure: one row per language model, stage 1 and stage 2 side by side.
 
 Within a panel the runs differ by vision tower (colour) and connector pretraining (solid: pretrained
-connector, dashed: skipped), and each line carries its name at its right end as well as in the legend,
-so eight stage-2 curves that end close together can still be told apart.
+connector, dashed: skipped), and each line carries its name at its right end (labels that would overlap
+are pushed apart), so curves that end close together can still be told apart.
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ def draw_loss(curves: dict[str, dict[str, pd.DataFrame]], smooth: int = 5):
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(plain)
             ax.yaxis.set_minor_formatter(plain)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps, not 1.25
             ax.grid(color="0.9")
             if row == len(lms) - 1:
                 ax.set_xlabel("optimizer step")
             if col == 0:
                 ax.set_ylabel(f"loss (log; mean of {smooth} steps)", fontsize=9)
-            if ends:
-                ax.legend(fontsize=7, loc="upper right")
+            if ends:  # named at their ends rather than in a legend, which would cover curves
                 fig.canvas.draw()  # settle the axis limits before placing labels in axes fractions
                 _label_ends(ax, ends)
             else:
