@@ -56,6 +56,20 @@ def test_ask_prints_the_same_answer_as_the_readme_snippet(cell, capsys):
     assert "<end_of_turn>" not in answer
 
 
+def test_ask_answers_as_the_benchmark_runner_does(cell):
+    from llava_gemma.eval.ask import ask
+    from llava_gemma.eval.benchmarks.base import Question
+    from llava_gemma.eval.generate import generate_answers
+    from llava_gemma.eval.run import load_cell
+
+    model_dir, image = cell
+    question = Question("q1", image, question_text("Is there a circle in the image?", "short"), "yes")
+    model, processor = load_cell(model_dir, "cpu")
+    (expected,) = generate_answers(model, processor, [question], batch_size=1, max_new_tokens=8)
+    assert ask(model_dir, image, "Is there a circle in the image?", suffix="short", max_new_tokens=8,
+               device="cpu") == expected
+
+
 def test_ask_text_only_question(cell, capsys):
     model_dir, _ = cell
     assert main(["ask", str(model_dir), "What is a circle?", "--max-new-tokens", "4", "--device", "cpu"]) == 0

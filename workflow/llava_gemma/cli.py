@@ -251,8 +251,11 @@ def cmd_model_card(a) -> dict:
 def cmd_ask(a) -> None:
     from llava_gemma.eval.ask import ask
 
-    print(ask(Path(a.model), Path(a.image) if a.image else None, a.question, suffix=a.suffix,
-              max_new_tokens=a.max_new_tokens, device=a.device))
+    answer = ask(Path(a.model), Path(a.image) if a.image else None, a.question, suffix=a.suffix,
+                 max_new_tokens=a.max_new_tokens, device=a.device)
+    print(answer)
+    if not answer:
+        print("(empty answer: the model ended its turn at once)", file=sys.stderr)
     return None  # the answer is the output
 
 
