@@ -3,8 +3,10 @@ cluster section's commands parse as Snakemake reads them (the targets end up as 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -31,7 +33,7 @@ EXPECTED: dict[str, tuple[str, Counter | None]] = {
     f"snakemake --cores 2 --configfile toy.yaml --forcerun train_cell -- {ONE_CELL_TARGET}": (
         "complete", Counter({("train_cell", CELL): 1, ("evaluate_cell", CELL): 1})),
     f"snakemake --cores 2 --configfile toy.yaml -- {ONE_CELL_TARGET}": ("fresh", "one cell from scratch"),
-}
+}  # After a rerun, FULL_STUDY refreshes that cell and the report: see the last test.
 
 
 def readme_commands(text: str) -> list[str]:
@@ -169,3 +171,34 @@ def test_quick_start_block_keeps_its_two_lines_and_the_install_notes_hold():
     assert 'python -m pytest -q -m "not workflow and not slow and not slurm"' in README
     markers = set(re.findall(r'^\s*"(\w+): ', pyproject, flags=re.M))
     assert {"workflow", "slow", "slurm"} <= markers  # the quick subset names real markers
+
+
+REPORT_JOBS = {"make_table1", "make_blind_control_table", "fit_factor_effects", "make_speed_table", "describe_study",
+               "all"}
+
+
+def test_after_a_one_cell_rerun_the_study_command_refreshes_only_that_cell_and_the_report(complete, tmp_path):
+    # What the rerun commands leave behind, simulated in a copy: that cell's new evaluation (then also a new
+    # model). Their outputs are newer than everything else.
+    study = tmp_path / "study"
+    shutil.copytree(complete, study, symlinks=True)
+    cell = study / "results" / "cells" / CELL
+    later = max(p.stat().st_mtime for p in study.rglob("*")) + 10
+
+    def renew(*paths: Path, at: float) -> None:
+        # New content too: Snakemake takes a newer file with its recorded checksum as unchanged.
+        for path in paths:
+            if path.is_file():
+                path.write_text(f"rerun at {at}\n")
+            os.utime(path, (at, at))
+
+    evaluation = [p for p in cell.rglob("*") if p.is_file() and {"eval", "eval_blind"} & set(p.parts)]
+    renew(*evaluation, at=later)
+    planned = {(job["rule"], cell_of(job)) for job in dry_run(FULL_STUDY, study)}
+    assert planned == {("write_model_card", CELL)} | {(rule, None) for rule in REPORT_JOBS}
+
+    renew(cell / "model", *(cell / "model").rglob("*"), at=later)  # with Snakemake's .snakemake_timestamp
+    renew(*evaluation, at=later + 10)
+    planned = {(job["rule"], cell_of(job)) for job in dry_run(FULL_STUDY, study)}
+    assert planned == {("write_model_card", CELL), ("compute_relevancy", CELL), ("plot_relevancy", None),
+                       ("plot_training_loss", None)} | {(rule, None) for rule in REPORT_JOBS}
