@@ -12,6 +12,10 @@ if not config:
     configfile: "config.yaml"
 
 
+# The HTML report's front page (`snakemake --report results/report.html`); the run's metadata is in results/report/study.csv.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"

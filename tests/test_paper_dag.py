@@ -76,3 +76,10 @@ def test_vqav2_waits_for_the_coco_images_it_shares_with_pope(dag):
     coco = "data/raw/archives/coco_val2014.zip.extracted.json"
     vqav2 = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "vqav2"]
     assert vqav2 and all(coco in job["input"] for job in vqav2)
+
+
+def test_readme_states_the_job_count_and_every_cell_gets_a_model_card(dag):
+    stated = re.search(r"lists the jobs without touching the network: (\d+) jobs", (ROOT / "README.md").read_text())
+    assert stated and int(stated.group(1)) == len(dag)
+    cards = {job["wildcards"]["cell"] for job in dag if job["rule"] == "write_model_card"}
+    assert cards == {job["wildcards"]["cell"] for job in dag if job["rule"] == "train_cell"}

@@ -18,19 +18,23 @@ import pytest
 import yaml
 from llava_gemma.analysis.blind_control import build_blind_control, write_blind_control
 from llava_gemma.analysis.effects import build_effects, write_effects
+from llava_gemma.analysis.model_card import write_model_card
 from llava_gemma.analysis.paper import build_comparison, write_comparison
 from llava_gemma.analysis.relevancy_figure import write_relevancy_figure
 from llava_gemma.analysis.speed import build_speed, write_speed
+from llava_gemma.analysis.study_info import write_study_metadata
 from llava_gemma.analysis.table1 import build_table1, write_table1
 from llava_gemma.analysis.training import data_filter_summary, write_loss_plot
 
 from .conftest import draw_scene
 from .test_effects import plant
+from .test_model_card import PAPER_CELL
 from .test_report_tables import CELLS, fixture_metrics, fixture_training, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_FILES = {"table1.csv", "table1_vs_paper.csv", "effects.csv", "effects.png", "speed.csv",
-                "speed_relative.csv", "speed.png", "loss.png", "data_filter.csv", "relevancy.png", "blind_control.csv"}
+                "speed_relative.csv", "speed.png", "loss.png", "data_filter.csv", "relevancy.png", "blind_control.csv",
+                "study.csv", "README.md"}
 
 
 def make_report_outputs(work: Path) -> None:
@@ -64,6 +68,11 @@ def make_report_outputs(work: Path) -> None:
                            "relevancy": [[0.1, 0.2], [0.3, 0.4]]}])
         maps.append(path)
     write_relevancy_figure(maps, out / "relevancy.png")
+    for cell in CELLS:
+        card = {**PAPER_CELL, "cell": cell.name, "eval": {"benchmarks": {"pope": {}, "gqa": {}}}}
+        write_model_card(card, out / "model_cards" / cell.name / "README.md", cells_dir / cell.name / "eval")
+    write_study_metadata({"study": "llava-gemma-toy", "configfiles": ["config.yaml"], "cells": [c.name for c in CELLS],
+                          "benchmarks": ["pope", "gqa"]}, ROOT, out / "study.csv")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +93,9 @@ def test_report_collects_every_table_and_figure_with_a_caption(report_html):
     assert REPORT_FILES <= added, REPORT_FILES - added
     text = html.read_text()
     for caption in ("official rule", "published Table 1", "linear probability model", "Chefer, Gur and Wolf",
-                    "Throughput per cell", "Training loss curves", "Data filter summary", "Blind-image control"):
+                    "Throughput per cell", "Training loss curves", "Data filter summary", "Blind-image control",
+                    "The record of this run", "model card of cell", "LLaVA-Gemma design study: llava-gemma-toy",
+                    "Where to look"):
         assert caption in text, caption
 
 
@@ -101,7 +112,8 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
     dom = subprocess.run([browser, *flags, "--dump-dom", html.as_uri()], capture_output=True, text=True,
                          timeout=180).stdout
     # The page's script ran and built the navigation: one entry per report category.
-    for category in ("Table 1", "Factor effects", "Relevancy maps", "Speed", "Training", "Controls"):
+    for category in ("Table 1", "Factor effects", "Relevancy maps", "Speed", "Training", "Controls", "Study",
+                     "Model cards"):
         assert category in dom, category
     from PIL import Image
 

@@ -242,21 +242,107 @@ def cmd_estimate(a) -> dict | None:
     return None  # the Markdown table is the output
 
 
+def cmd_describe_study(a) -> dict:
+    from llava_gemma.analysis.study_info import write_study_metadata
+
+    return write_study_metadata(_json(a.settings), Path(a.repo), Path(a.out))
+
+
+def cmd_model_card(a) -> dict:
+    from llava_gemma.analysis.model_card import write_model_card
+
+    return write_model_card(_json(a.settings), Path(a.out), Path(a.eval_dir) if a.eval_dir else None)
+
+
+def cmd_ask(a) -> None:
+    from llava_gemma.eval.ask import ask
+
+    answer = ask(Path(a.model), Path(a.image) if a.image else None, a.question, suffix=a.suffix,
+                 max_new_tokens=a.max_new_tokens, device=a.device)
+    print(answer)
+    if not answer:
+        print("(empty answer: the model ended its turn at once)", file=sys.stderr)
+    return None  # the answer is the output
+
+
+# Help of the path and value options several commands share (argparse shows it under each command).
+ARG_HELP = {
+    "out": "where the command writes its output (file or folder, as the rule declares it)",
+    "raw": "the raw data folder (data/raw)",
+    "repo": "hub repository id of the model to download (describe-study: the pipeline's checkout)",
+    "archive": "the zip archive to unpack",
+    "into": "folder the archive's files go to",
+    "mix": "LLaVA's llava_v1_5_mix665k.json (the OCR-VQA records it names)",
+    "records": "the dataset's records (LLaVA JSON: chat.json or llava_v1_5_mix665k.json)",
+    "image_root": "folder the records' image paths are relative to",
+    "tokenizer": "folder of the LM whose tokenizer prepares the data",
+    "format": "conversation format: plain (stage 1 captions) or gemma (chat turns)",
+    "source": "source name for records that do not name one (filter report counts)",
+    "stage": "stage1 (connector only) or stage2 (connector + LM)",
+    "lm": "folder of the Gemma language model",
+    "tower": "folder of the vision tower (CLIP or DINOv2)",
+    "data": "prepared dataset folder (train) or the benchmark's raw data folder (evaluate, relevancy)",
+    "work": "folder for resumable checkpoints, beside the declared outputs",
+    "connector": "stage-1 connector (connector.safetensors) to start stage 2 from; omitted: a fresh connector",
+    "model": "a cell's model folder (results/cells/<cell>/model)",
+    "benchmark": "benchmark name (pope, gqa, mme, mmvet, vqav2, vqav2_testdev, mmvp, scienceqa_img)",
+    "data_root": "folder holding one raw data folder per benchmark (data/raw/benchmarks)",
+    "cells_dir": "folder of the cells' results (results/cells)",
+    "results_dir": "the results folder (results)",
+    "prepared_dir": "folder of the prepared datasets (data/prepared)",
+}
+
+# One line per command: what it does (the first line of `llava-gemma <command> --help`).
+DESCRIPTIONS = {
+    "toy-world": "generate the toy world (scenes, captions, instructions, benchmarks) and its tokenizer",
+    "pretrain-toy-lm": "pretrain a tiny Gemma-architecture LM on the toy world's text",
+    "pretrain-toy-tower": "pretrain a tiny CLIP or DINOv2 tower on the toy world's images",
+    "download": "download one raw file (hub file or URL), resumable and checksummed",
+    "download-model": "download a model repository from the hub into a folder",
+    "extract": "unpack a zip archive and write a marker file listing what was unpacked",
+    "fetch-ocr-vqa": "fetch OCR-VQA's book covers (or audit a mirror's) and report the dead ones",
+    "prepare": "filter and tokenize a training set once into Parquet, with a filter report",
+    "train": "train stage 1 (connector) or stage 2 (connector + LM) of one cell",
+    "launch": "start one process per device (torchrun, deepspeed or srun), then the command after `--` in each",
+    "evaluate": "answer one benchmark with one cell and score it (samples.jsonl, metrics.json)",
+    "evaluate-cell": "answer every configured benchmark (and the blind-image control) with one cell",
+    "report": "Table 1 (csv, md, tex) and its comparison with the published table",
+    "blind-report": "the blind-image control table: each cell's scores with and without images",
+    "effects": "fit the factor-effect models on per-question records and plot them",
+    "speed": "the speed table and figure from training and evaluation metrics",
+    "loss-plot": "plot the training loss curves of every stage-1 run and cell",
+    "data-filter": "summarise what data preparation dropped, by reason",
+    "relevancy": "compute one cell's relevancy maps for the configured examples",
+    "relevancy-figure": "draw every cell's relevancy maps into one figure",
+    "describe-study": "the report's study metadata: config files, commit, library versions, date",
+    "model-card": "write a cell's model card (README.md in the hub's format), with metrics when given",
+    "ask": "ask a cell a question about an image and print its greedy answer",
+    "estimate": "training FLOPs and hours of every real cell, and the MFU the paper's wall times imply "
+                "(Markdown table)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llava-gemma", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    def command(name, fn):
+        sp = sub.add_parser(name, help=DESCRIPTIONS[name], description=DESCRIPTIONS[name])
+        sp.set_defaults(fn=fn)
+        return sp
 
     def add(name, fn, *args):
-        sp = sub.add_parser(name)
-        sp.set_defaults(fn=fn)
+        sp = command(name, fn)
         sp.add_argument("--settings", default="", help="JSON settings from the rule's params")
         for arg in args:
-            sp.add_argument(f"--{arg}", required=arg not in ("connector",), default=None)
+            sp.add_argument(f"--{arg}", required=arg not in ("connector",), default=None, help=ARG_HELP[arg])
         return sp
 
     add("toy-world", cmd_toy_world, "out")
-    add("pretrain-toy-lm", cmd_pretrain_toy_lm, "raw", "out").add_argument("--seed", type=int, default=0)
-    add("pretrain-toy-tower", cmd_pretrain_toy_tower, "raw", "out").add_argument("--seed", type=int, default=0)
+    add("pretrain-toy-lm", cmd_pretrain_toy_lm, "raw", "out").add_argument(
+        "--seed", type=int, default=0, help="random seed")
+    add("pretrain-toy-tower", cmd_pretrain_toy_tower, "raw", "out").add_argument(
+        "--seed", type=int, default=0, help="random seed")
     add("download", cmd_download, "out")
     add("download-model", cmd_download_model, "repo", "out")
     add("install-model", cmd_install_model, "source", "out")
@@ -264,12 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("fetch-ocr-vqa", cmd_fetch_ocr_vqa, "mix", "into", "out").add_argument(
         "--dataset_json", default=None, help="OCR-VQA's dataset.json (source: urls)")
     prepare = add("prepare", cmd_prepare, "records", "image_root", "tokenizer", "format", "source", "out")
-    prepare.add_argument("--towers", nargs="+", required=True)
+    prepare.add_argument("--towers", nargs="+", required=True,
+                         help="every tower folder of the grid (length filtering counts the most image tokens)")
     prepare.add_argument("--workers", type=int, default=None, help="processes (default: the usable CPUs)")
     add("train", cmd_train, "stage", "lm", "tower", "data", "image_root", "out", "work", "connector")
-    launch = sub.add_parser("launch", help="start one process per device (torchrun, deepspeed or srun), then "
-                                           "the command after `--` in each")
-    launch.set_defaults(fn=cmd_launch)
+    launch = command("launch", cmd_launch)
     launch.add_argument("--tasks", type=int, default=1, help="ranks in all, one per device (the rule's tasks)")
     launch.add_argument("--nodes", type=int, default=1, help="nodes the ranks spread over (the rule's nodes)")
     launch.add_argument("--backend", default="auto", help="train.backend; hpu launches through DeepSpeed")
@@ -289,10 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("loss-plot", cmd_loss_plot, "results_dir", "out")
     add("data-filter", cmd_data_filter, "prepared_dir", "out")
     add("relevancy", cmd_relevancy, "model", "data", "out")
-    add("relevancy-figure", cmd_relevancy_figure, "out").add_argument("--maps", nargs="+", required=True)
-    estimate = sub.add_parser("estimate", help="training FLOPs and hours of every real cell, and the MFU the "
-                                               "paper's wall times imply (Markdown table)")
-    estimate.set_defaults(fn=cmd_estimate)
+    add("relevancy-figure", cmd_relevancy_figure, "out").add_argument(
+        "--maps", nargs="+", required=True, help="the cells' relevancy JSON files (results/report/relevancy/*.json)")
+    add("describe-study", cmd_describe_study, "repo", "out")
+    add("model-card", cmd_model_card, "out").add_argument(
+        "--eval_dir", default=None, help="the cell's eval folder (results/cells/<cell>/eval): add its metrics")
+    ask = command("ask", cmd_ask)
+    ask.add_argument("model", help=ARG_HELP["model"])
+    ask.add_argument("image", nargs="?", default=None, help="the image (JPEG, PNG); leave out for a text-only question")
+    ask.add_argument("question", help="the question, in quotes")
+    ask.add_argument("--suffix", choices=["short", "letter"], default=None,
+                     help="append a benchmark's answer instruction: short (\"Answer the question using a single word "
+                          "or phrase.\") or letter (\"Answer with the option's letter ...\")")
+    ask.add_argument("--max-new-tokens", type=int, default=128, help="answer length cap in tokens (LLaVA's 128)")
+    ask.add_argument("--device", default=None, help="cpu, cuda or hpu (default: the accelerator if there is one)")
+    estimate = command("estimate", cmd_estimate)
     estimate.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
     estimate.add_argument("--devices", type=int, default=None, help="devices (default: the config's train.devices)")
     estimate.add_argument("--peak-tflops", type=float, default=None,

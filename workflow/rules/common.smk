@@ -1,5 +1,6 @@
 # Config validation, the grid, and every input function the rules use.
 import json
+import os
 from pathlib import Path
 
 from llava_gemma.config import Cell, ConfigError, StudyConfig, validate_config
@@ -187,9 +188,37 @@ def paper_sources():
     return {level: src.get("hub") for level, src in levels.items()}
 
 
+def card_settings(cell_name):
+    """What a cell's model card says: its levels and their hub ids, its training data and recipe, how it was evaluated."""
+    cell = CELLS[cell_name]
+    levels = {"language_model": STUDY.language_models[cell.language_model],
+              "vision_tower": STUDY.vision_towers[cell.vision_tower]}
+    wanted = ("llava_pretrain/", "llava_instruct/") if cell.pretrains_connector else ("llava_instruct/",)
+    datasets = sorted({src["hub"] for path, src in config.get("downloads", {}).items()
+                       if path.startswith(wanted) and "hub" in src})
+    t = config["train"]
+    train = dict(precision=t["precision"], backend=t["backend"], stage2=t["stage2"])
+    if cell.pretrains_connector:
+        train["stage1"] = t["stage1"]
+    return settings(dict(study=config["study"], cell=cell.name, datasets=datasets, train=train,
+                         factors=dict(language_model=cell.language_model, vision_tower=cell.vision_tower,
+                                      connector=cell.connector),
+                         sources={k: src.get("hub") for k, src in levels.items()},
+                         eval=dict(benchmarks=config["eval"]["benchmarks"],
+                                   blind_control=config["eval"].get("blind_control", []))))
+
+
+def shown_path(path):
+    """A path as the report shows it: relative to the working directory when it lies inside it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def report_targets():
     targets = ["results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
                "results/report/speed.csv", "results/report/loss.png", "results/report/data_filter.csv"]
+    targets += expand("results/report/model_cards/{cell}/README.md", cell=CELLS)
+    targets.append("results/report/study.csv")
     if relevancy_examples():
         targets.append("results/report/relevancy.png")
     if BLIND_BENCHMARKS:

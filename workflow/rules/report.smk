@@ -12,6 +12,8 @@ localrules:
     plot_training_loss,
     summarise_data_filter,
     plot_relevancy,
+    write_model_card,
+    describe_study,
 
 
 rule make_table1:
@@ -126,6 +128,51 @@ rule summarise_data_filter:
         "benchmarks/report/data_filter.tsv"
     shell:
         "llava-gemma data-filter --prepared_dir data/prepared --out results/report > {log} 2>&1"
+
+
+# The final model card: the recipe card training wrote into model/README.md plus the cell's metrics with their
+# intervals (model-index). A separate output, since a rule must not change train_cell's; README says how to
+# put it into the model folder for upload.
+rule write_model_card:
+    input:
+        model="results/cells/{cell}/model",
+        metrics=lambda w: expand("results/cells/{cell}/eval/{benchmark}/metrics.json", cell=w.cell,
+                                 benchmark=BENCHMARKS),
+    output:
+        report("results/report/model_cards/{cell}/README.md", caption="../report/model_card.rst",
+               category="Model cards", subcategory="{cell}"),
+    params:
+        card=lambda w: card_settings(w.cell),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/model_cards/{cell}.log",
+    benchmark:
+        "benchmarks/report/model_cards/{cell}.tsv"
+    shell:
+        "llava-gemma model-card --eval_dir results/cells/{wildcards.cell}/eval --out {output}"
+        " --settings '{params.card}' > {log} 2>&1"
+
+
+# The report's record of the run: study, config files, commit, library versions, date. It waits for every
+# metric, so it is made again whenever a result changes.
+rule describe_study:
+    input:
+        all_metrics(),
+    output:
+        report("results/report/study.csv", caption="../report/study.rst", category="Study"),
+    params:
+        settings=settings(dict(study=config["study"], configfiles=[shown_path(f) for f in workflow.configfiles],
+                               cells=list(CELLS), benchmarks=BENCHMARKS)),
+        repo=workflow.basedir,
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/study.log",
+    benchmark:
+        "benchmarks/report/study.tsv"
+    shell:
+        "llava-gemma describe-study --repo {params.repo} --out {output} --settings '{params.settings}' > {log} 2>&1"
 
 
 rule compute_relevancy:

@@ -50,6 +50,7 @@ rule train_cell:
         settings=train_settings("stage2"),
         images=f"data/raw/{DATASETS['instruct']['raw']}/{DATASETS['instruct']['images']}",
         connector=lambda w, input: f"--connector {input.connector}" if "connector" in input.keys() else "",
+        card=lambda w: card_settings(w.cell),
     resources:
         nodes=1,
         tasks=config["train"]["devices"],
@@ -64,6 +65,8 @@ rule train_cell:
         TRAIN_LAUNCH + " train --stage stage2 --lm {input.lm} --tower {input.tower} --data data/prepared/instruct"
         " --image_root {params.images} --out {output.model} --work results/work/cells/{wildcards.cell}"
         " {params.connector} --settings '{params.settings}' > {log} 2>&1"
+        # The model card with the recipe, so the folder is a complete checkpoint; write_model_card adds metrics.
+        " && llava-gemma model-card --out {output.model}/README.md --settings '{params.card}' >> {log} 2>&1"
 
 
 # Not part of `all`: five steps of a stage on the configured backend, to check a GPU or Gaudi node

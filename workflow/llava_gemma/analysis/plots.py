@@ -1,4 +1,4 @@
-"""The report's figures: factor effects, training loss curves and speed (matplotlib, no display)."""
+"""The report's figures: factor effects and speed (matplotlib, no display); loss curves: loss_plot.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")  # rule jobs and CI have no display
 import matplotlib.pyplot as plt
@@ -50,35 +49,6 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
         ax.set_ylim(len(terms) - 0.5, -0.5)
     axes[0, 0].set_yticks(range(len(terms)), terms)
     fig.suptitle("Factor effects: linear probability model, 95% intervals clustered by question", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-
-
-def plot_loss(curves: dict[str, dict[str, pd.DataFrame]], path: Path, smooth: int = 5) -> None:
-    """One panel per stage: training loss against step, one line per run (moving average of ``smooth`` steps)."""
-    stages = [s for s in ("stage1", "stage2") if curves.get(s)] or ["stage2"]
-    titles = {"stage1": "Stage 1: connector pretraining (per LM x tower)",
-              "stage2": "Stage 2: instruction tuning (per cell)"}
-    fig, axes = plt.subplots(1, len(stages), figsize=(6.2 * len(stages), 4.2), squeeze=False)
-    for ax, stage in zip(axes.flat, stages):
-        runs = curves.get(stage, {})
-        for i, (name, log) in enumerate(sorted(runs.items())):
-            loss = log["loss"].rolling(smooth, min_periods=1).mean()
-            ls = "-" if name.endswith("pretrain") or stage == "stage1" else "--"
-            ax.plot(log["step"], loss, ls, color=plt.cm.tab10(i % 10), lw=1.4, label=name)
-        ax.set_title(titles[stage], fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(f"training loss, log scale (moving average, {smooth} steps)")
-        ax.set_yscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.6, not 6 x 10^-1
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-        ax.grid(color="0.9")
-        if runs:
-            ax.legend(fontsize=7, ncol=2)
-        else:
-            ax.text(0.5, 0.5, "no training log", transform=ax.transAxes, ha="center", color="0.45")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

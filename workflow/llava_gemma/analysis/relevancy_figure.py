@@ -18,6 +18,13 @@ def _normalised(relevancy: np.ndarray) -> np.ndarray:
 
 
 def plot_relevancy(per_cell: dict[str, list[dict]], path: Path) -> None:
+    fig = draw_relevancy(per_cell)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+
+
+def draw_relevancy(per_cell: dict[str, list[dict]]):
+    """The figure (matplotlib Figure): one row per example, the image, then one overlay per cell, a colour bar."""
     from PIL import Image
 
     cells = list(per_cell)
@@ -26,12 +33,13 @@ def plot_relevancy(per_cell: dict[str, list[dict]], path: Path) -> None:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.axis("off")
         ax.text(0.5, 0.5, "no relevancy examples configured (report.relevancy_examples)", ha="center")
-        fig.savefig(path, dpi=DPI)
-        plt.close(fig)
-        return
+        return fig
     ncols = len(cells) + 1
-    fig, axes = plt.subplots(len(examples), ncols, figsize=(1.75 * ncols + 1.2, 2.5 * len(examples)),
-                             squeeze=False, gridspec_kw={"hspace": 0.75})
+    # The colour bar gets a narrow grid column of its own: taken from the last map's axes (colorbar(ax=...)),
+    # it would shrink that column's maps below the others.
+    fig = plt.figure(figsize=(1.75 * ncols + 1.2, 2.5 * len(examples)))
+    grid = fig.add_gridspec(len(examples), ncols + 1, width_ratios=[1.0] * ncols + [0.07], hspace=0.75)
+    axes = np.array([[fig.add_subplot(grid[row, col]) for col in range(ncols)] for row in range(len(examples))])
     for row, example in enumerate(examples):
         with Image.open(example["image_path"]) as img:
             image = np.asarray(img.convert("RGB"))
@@ -51,10 +59,10 @@ def plot_relevancy(per_cell: dict[str, list[dict]], path: Path) -> None:
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.colorbar(heat, ax=axes[:, -1].tolist(), fraction=0.05, label="relevancy (per map, 0-1)")
+    colour_bar = fig.add_subplot(grid[:, -1])
+    fig.colorbar(heat, cax=colour_bar, label="relevancy (per map, 0-1)")
     fig.suptitle("Relevancy of image patches for the first answer token (Chefer et al. 2021)", fontsize=10)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def write_relevancy_figure(map_files: list[Path], path: Path) -> dict:
