@@ -76,3 +76,10 @@ def test_vqav2_waits_for_the_coco_images_it_shares_with_pope(dag):
     coco = "data/raw/archives/coco_val2014.zip.extracted.json"
     vqav2 = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "vqav2"]
     assert vqav2 and all(coco in job["input"] for job in vqav2)
+
+
+def test_gqa_waits_for_the_gqa_images_unpacked_for_the_mix(dag):
+    # GQA's images.zip holds the test-dev images too; config.yaml unpacks it once, under llava_instruct.
+    images = "data/raw/archives/gqa_images.zip.extracted.json"
+    gqa = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "gqa"]
+    assert gqa and all(images in job["input"] for job in gqa)

@@ -171,10 +171,27 @@ def download_hub_file(repo: str, filename: str, dest: Path, repo_type: str = "da
     return dest
 
 
-def download_model(repo: str, dest: Path) -> Path:
-    """A hub checkpoint into ``dest``: weights as safetensors, configs, tokenizer, processor."""
-    from huggingface_hub import snapshot_download
+MODEL_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
+BIN_FILES = ["pytorch_model.bin", "pytorch_model-*.bin"]  # fetched only when a repo has no safetensors
 
-    snapshot_download(repo_id=repo, local_dir=dest,
-                      allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"])
+
+def download_model(repo: str, dest: Path, *, revision: str | None = None) -> Path:
+    """A hub checkpoint into ``dest``: weights as safetensors, configs, tokenizer, processor.
+
+    A repo that publishes only ``pytorch_model*.bin`` (OpenAI's CLIP) is fetched as such and
+    converted once to safetensors on disk (``weights.convert_bin_checkpoint``), so every later
+    reader sees safetensors; a repo with both never downloads the ``.bin`` files.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    from llava_gemma.data.weights import convert_bin_checkpoint
+
+    info = HfApi().model_info(repo, revision=revision or "main")
+    files = [s.rfilename for s in info.siblings or []]
+    bin_only = not any(f.endswith(".safetensors") for f in files) and any(
+        f.startswith("pytorch_model") and f.endswith(".bin") for f in files)
+    snapshot_download(repo_id=repo, local_dir=dest, revision=info.sha,
+                      allow_patterns=MODEL_FILES + (BIN_FILES if bin_only else []))
+    if bin_only:  # also on a rerun that fetched the .bin again
+        convert_bin_checkpoint(Path(dest))
     return dest
