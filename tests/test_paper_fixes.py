@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from llava_gemma.data.weights import CheckpointError, convert_bin_checkpoint
 from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
+from safetensors.torch import load_file
 
 
 def test_a_bin_checkpoint_becomes_safetensors_with_shared_tensors_untied(tmp_path):
@@ -50,7 +49,7 @@ def test_a_study_refuses_another_studys_folders(tmp_path):
     claim_study_folders(tmp_path, "llava-gemma-toy")
     assert (tmp_path / "data" / "STUDY").read_text() == "llava-gemma-toy\n"
     claim_study_folders(tmp_path, "llava-gemma-toy")  # the same study again: fine
-    with pytest.raises(StudyMismatch, match="'llava-gemma-toy'.*not of 'llava-gemma-paper'"):
+    with pytest.raises(StudyMismatch, match=r"'llava-gemma-toy'.*not of 'llava-gemma-paper'"):
         claim_study_folders(tmp_path, "llava-gemma-paper")
 
 

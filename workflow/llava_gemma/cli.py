@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from llava_gemma.errors import UserError
+from llava_gemma.rehearsal.commands import add_commands as add_rehearsal_commands
 
 
 def _json(text: str) -> dict:
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("data-filter", cmd_data_filter, "prepared_dir", "out")
     add("relevancy", cmd_relevancy, "model", "data", "out")
     add("relevancy-figure", cmd_relevancy_figure, "out").add_argument("--maps", nargs="+", required=True)
+    add_rehearsal_commands(sub)  # rehearse build|serve: the paper's sources on loopback
     estimate = sub.add_parser("estimate", help="training FLOPs and hours of every real cell, and the MFU the "
                                                "paper's wall times imply (Markdown table)")
     estimate.set_defaults(fn=cmd_estimate)
