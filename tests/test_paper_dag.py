@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE1 = {"gqa", "mme", "mmvet", "pope", "vqav2", "mmvp", "scienceqa_img"}
-RAW_PRODUCERS = {"download_file", "extract_archive"}
+RAW_PRODUCERS = {"download_file", "download_folder", "extract_archive"}
 
 
 def parse_jobs(text: str) -> list[dict]:

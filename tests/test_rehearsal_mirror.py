@@ -89,6 +89,14 @@ def test_dataset_files_verify_against_the_hub_sha256_and_mmvp_names_with_a_space
     assert any("paths-info" in r for r in env.requests)  # the sha256 came from the hub's LFS metadata
 
 
+def test_a_hub_folder_comes_in_one_snapshot(env, tmp_path):
+    out = tmp_path / "mmvp" / "images"
+    cli("download", "--out", str(out), "--settings", json.dumps(
+        {"hub": "MMVP/MMVP", "repo_type": "dataset", "folder": "MMVP Images"}))
+    assert sorted(int(p.stem) for p in out.iterdir()) == list(range(1, 301))
+    assert not (tmp_path / "mmvp" / "images.hub").exists()
+
+
 def test_a_missing_repo_or_file_is_the_clients_own_error(env, tmp_path):
     # One sentence each, as every user-caused error (the hub's own typed errors underneath).
     with pytest.raises(CliError, match=r"error: nobody/nothing is not on the hub at http://127\.0\.0\.1"):
@@ -127,5 +135,5 @@ def test_every_download_of_the_paper_config_has_a_stand_in(mirror):
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for key, spec in config["downloads"].items():
         path = url_path(root, spec["url"]) if "url" in spec else hub_path(root, spec)
-        assert path.is_file(), key
+        assert path.is_file() or ("folder" in spec and len(list(path.iterdir())) == 300), key
     assert set(built["questions"]) == set(config["eval"]["benchmarks"])

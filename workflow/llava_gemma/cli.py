@@ -49,10 +49,13 @@ def cmd_pretrain_toy_tower(a) -> dict:
 
 
 def cmd_download(a) -> dict:
-    from llava_gemma.data.download import download_hub_file, download_url
+    from llava_gemma.data.download import download_hub_file, download_hub_folder, download_url
 
     src = _json(a.settings)
-    if "hub" in src:
+    if "folder" in src:
+        download_hub_folder(src["hub"], src["folder"], Path(a.out), src.get("repo_type", "dataset"),
+                            revision=src.get("revision"))
+    elif "hub" in src:
         download_hub_file(src["hub"], src["file"], Path(a.out), src.get("repo_type", "dataset"),
                           revision=src.get("revision"), sha256=src.get("sha256"))
     else:

@@ -50,6 +50,11 @@ def settings(obj):
 # --- raw data --------------------------------------------------------------------------------
 # Raw files come from `downloads` (paper) or from the toy world (toy); archives are unpacked by
 # `extract` in both. An extraction leaves a marker file, since several archives may fill one folder.
+def downloads_of_kind(kind):
+    """`downloads` entries fetched as one file ("file": a hub file or a URL) or as a hub folder ("folder")."""
+    return [p for p, src in config.get("downloads", {}).items() if ("folder" in src) == (kind == "folder")]
+
+
 def extracted_marker(archive):
     return f"data/raw/{archive}.extracted.json"
 

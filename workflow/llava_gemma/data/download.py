@@ -224,6 +224,29 @@ def download_hub_file(repo: str, filename: str, dest: Path, repo_type: str = "da
     return dest
 
 
+def download_hub_folder(repo: str, folder: str, dest: Path, repo_type: str = "dataset", *,
+                        revision: str | None = None) -> Path:
+    """Every file below ``folder`` of a hub repo into ``dest`` (their paths below ``folder`` kept), in one snapshot.
+
+    The files arrive in a staging folder beside ``dest`` (huggingface_hub resumes there and checks each
+    file's size) and ``dest`` appears only when all are there.
+    """
+    from huggingface_hub import snapshot_download
+
+    dest = Path(dest)
+    staging = dest.with_name(dest.name + ".hub")
+    with hub_errors(repo, f"folder {folder!r}"):
+        snapshot_download(repo_id=repo, repo_type=repo_type, revision=revision, local_dir=staging,
+                          allow_patterns=[f"{folder.rstrip('/')}/*"])
+    fetched = staging / folder
+    if not fetched.is_dir() or not any(fetched.iterdir()):
+        raise DownloadError(f"{repo} has no files under {folder!r}; check the folder name in the config.")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(fetched, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
 BIN_FILES = ["pytorch_model.bin", "pytorch_model-*.bin"]  # fetched only when a repo has no safetensors
 

@@ -17,6 +17,12 @@ def _serve(a) -> None:
     serve(Path(a.root), a.port)
 
 
+def _run(a) -> dict:
+    from llava_gemma.rehearsal.run import run_rehearsal
+
+    return run_rehearsal(Path(a.repo), Path(a.mirror), Path(a.workdir), cores=a.cores)
+
+
 def add_commands(sub) -> None:
     """``rehearse build`` and ``rehearse serve`` (see rehearsal/build.py)."""
     parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)")
@@ -30,3 +36,10 @@ def add_commands(sub) -> None:
     serve.add_argument("--root", required=True, help="a folder `rehearse build` wrote")
     serve.add_argument("--port", type=int, default=8765)
     serve.set_defaults(fn=_serve)
+    run = inner.add_parser("run", help="serve a built mirror and run the whole study against it (config.yaml + "
+                                       "rehearsal.yaml); prints wall time and jobs per rule")
+    run.add_argument("--mirror", required=True, help="a folder `rehearse build` wrote")
+    run.add_argument("--workdir", required=True, help="an empty folder to run the study in")
+    run.add_argument("--repo", default=".", help="the checkout holding Snakefile, config.yaml, rehearsal.yaml")
+    run.add_argument("--cores", type=int, default=2)
+    run.set_defaults(fn=_run)

@@ -186,16 +186,18 @@ def _builder(key: str) -> Callable[[World, Path], None]:
         return BUILDERS[key]
     if key.startswith("benchmarks/mme/data/test-") and key.endswith(".parquet"):
         return _mme_shard(int(key.split("test-")[1][:5]))
-    if key.startswith("benchmarks/mmvp/images/") and key.endswith(".jpg"):
+    if key.startswith("benchmarks/mmvp/images/") and key.endswith(".jpg"):  # one entry per image
         index = key.rsplit("/", 1)[1]
         return _copy(lambda w: w.bench / "mmvp" / "MMVP Images" / index)
+    if key == "benchmarks/mmvp/images":  # the whole folder in one entry
+        return lambda w, dest: shutil.copytree(w.bench / "mmvp" / "MMVP Images", dest, dirs_exist_ok=True)
     raise NoStandIn(f"the rehearsal has no stand-in for downloads entry {key!r}; add a builder for it in "
                     "workflow/llava_gemma/rehearsal/sources.py.")
 
 
 def hub_path(root: Path, spec: dict) -> Path:
-    """Where a hub download's file lives in the mirror: ``hub/<model|dataset>/<repo>/<file>``."""
-    return root / "hub" / spec.get("repo_type", "dataset") / spec["hub"] / spec["file"]
+    """Where a hub download's file (or folder) lives in the mirror: ``hub/<model|dataset>/<repo>/<file>``."""
+    return root / "hub" / spec.get("repo_type", "dataset") / spec["hub"] / spec.get("file", spec.get("folder"))
 
 
 def url_path(root: Path, url: str) -> Path:
