@@ -67,3 +67,18 @@ def test_gqa_reads_the_images_unpacked_for_the_mix(tmp_path):
     Image.new("RGB", (8, 8)).save(images / "n161313.jpg")
     [question] = get_benchmark("gqa").load(gqa)
     assert question.image_path.resolve() == (images / "n161313.jpg").resolve()
+
+
+def test_the_paper_workflow_refuses_a_toy_clones_folders(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "STUDY").write_text("llava-gemma-toy\n")
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(ROOT / "config.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "holds files of study 'llava-gemma-toy'" in done.stdout + done.stderr
