@@ -137,3 +137,28 @@ def test_every_download_of_the_paper_config_has_a_stand_in(mirror):
         path = url_path(root, spec["url"]) if "url" in spec else hub_path(root, spec)
         assert path.is_file() or ("folder" in spec and len(list(path.iterdir())) == 300), key
     assert set(built["questions"]) == set(config["eval"]["benchmarks"])
+
+
+def test_run_rehearsal_serves_places_the_manual_files_runs_and_plans_again(tmp_path):
+    """The wrapper of the full rehearsal, on a two-rule workflow: settings reach the jobs, counts are parsed."""
+    from llava_gemma.rehearsal.run import run_rehearsal
+
+    mirror = tmp_path / "mirror"
+    (mirror / "urls" / "example.org").mkdir(parents=True)
+    (mirror / "urls" / "example.org" / "a.txt").write_text("hello\n")
+    (mirror / "manual" / "ocr_vqa").mkdir(parents=True)
+    (mirror / "manual" / "ocr_vqa" / "dataset.json").write_text("{}")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.yaml").write_text("url: http://example.org/a.txt\n")
+    (repo / "rehearsal.yaml").write_text("copies: 2\n")
+    (repo / "Snakefile").write_text(
+        "rule all:\n    input: expand('out/{i}.txt', i=range(config['copies']))\n"
+        "rule fetch:\n    input: 'data/raw/ocr_vqa/dataset.json'\n    output: 'out/{i}.txt'\n"
+        "    shell: \"python -c \\\"import os, urllib.request; base = os.environ['LLAVA_GEMMA_URL_MIRROR']; "
+        "open('{output}', 'wb').write(urllib.request.urlopen(base + '/example.org/a.txt').read())\\\"\"\n")
+    result = run_rehearsal(repo, mirror, tmp_path / "work", cores=1)
+    assert result["returncode"] == 0, open(result["log"]).read()[-2000:]
+    assert result["jobs_by_rule"] == result["planned_by_rule"] == {"fetch": 2}
+    assert (tmp_path / "work" / "out" / "1.txt").read_text() == "hello\n"
+    assert result["second_run"] == {} and result["second_run_returncode"] == 0
