@@ -16,12 +16,11 @@ pytestmark = pytest.mark.rehearsal
 
 
 @pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory) -> dict:
-    from llava_gemma.rehearsal.build import EXPECTED, build_mirror
+def rehearsal(rehearsal_mirror, tmp_path_factory) -> dict:
+    from llava_gemma.rehearsal.build import EXPECTED
     from llava_gemma.rehearsal.run import run_rehearsal
 
-    mirror = tmp_path_factory.mktemp("mirror")
-    build_mirror(mirror, ROOT / "config.yaml")
+    mirror = rehearsal_mirror
     workdir = tmp_path_factory.mktemp("paper")
     result = run_rehearsal(ROOT, mirror, workdir, cores=2)
     # The figures the README quotes: printed with -s, and kept beside the run.

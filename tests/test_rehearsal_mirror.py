@@ -15,14 +15,12 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory):
-    from llava_gemma.rehearsal.build import build_mirror
+def mirror(rehearsal_mirror):
+    from llava_gemma.rehearsal.build import EXPECTED
     from llava_gemma.rehearsal.server import MirrorServer
 
-    root = tmp_path_factory.mktemp("mirror")
-    built = build_mirror(root, ROOT / "config.yaml")
-    server = MirrorServer(root).start()
-    yield root, server, built
+    server = MirrorServer(rehearsal_mirror).start()
+    yield rehearsal_mirror, server, {"questions": json.loads((rehearsal_mirror / EXPECTED).read_text())}
     server.stop()
 
 
