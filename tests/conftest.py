@@ -81,3 +81,13 @@ def reduced_study(tmp_path_factory) -> Path:
     run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def rehearsal_mirror(tmp_path_factory) -> Path:
+    """Stand-ins of every source config.yaml names (llava-gemma rehearse build), built once per session."""
+    from llava_gemma.rehearsal.build import build_mirror
+
+    root = tmp_path_factory.mktemp("mirror")
+    build_mirror(root, ROOT / "config.yaml")
+    return root

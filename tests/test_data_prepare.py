@@ -120,6 +120,31 @@ def test_every_bad_case_is_counted_by_reason(mix, tokenizer, tmp_path):
     assert json.loads((tmp_path / "out/filter_report.json").read_text()) == report
 
 
+def test_the_report_names_the_dropped_records_per_reason(mix, tokenizer, tmp_path):
+    examples = run(mix, tokenizer, tmp_path / "out")["dropped_examples"]
+    assert examples["image_truncated"] == [{"id": "cut", "image": "textvqa/train_images/cut.jpg", "source": "textvqa"}]
+    assert examples["image_missing"] == [{"id": "gone", "image": "gqa/images/404.jpg", "source": "gqa"}]
+    assert examples["duplicate"] == [{"id": "dup", "image": "coco/train2017/0.jpg", "source": "coco"}]
+    assert examples["too_long"][0]["id"] == "long" and examples["no_conversations"][0]["id"] == "noconv"
+    # A record that is not an object has no id: its place in the file names it.
+    assert examples["not_a_record"] == [{"id": f"#{120 + 15}", "image": None, "source": "unknown"}]
+    assert set(examples) == {r for stats in run(mix, tokenizer, tmp_path / "again")["sources"].values()
+                             for r in stats["dropped"]}
+
+
+def test_at_most_twenty_examples_per_reason(tokenizer, tmp_path):
+    from llava_gemma.data.prepare import EXAMPLES
+
+    records = [{"id": f"r{i}", "conversations": [{"from": "human", "value": "q"}]} for i in range(EXAMPLES + 5)]
+    (tmp_path / "mix.json").write_text(json.dumps(records))
+    report = prepare_dataset(tmp_path / "mix.json", tmp_path, tokenizer, tmp_path / "out", fmt="gemma",
+                             max_length=256, image_tokens=16, default_source="other", max_drop_fraction=1.0,
+                             workers=1)
+    named = report["dropped_examples"]["unanswered_last_turn"]
+    assert [e["id"] for e in named] == [f"r{i}" for i in range(EXAMPLES)]
+    assert report["sources"]["text"]["dropped"] == {"unanswered_last_turn": EXAMPLES + 5}
+
+
 def test_rows_are_tokenized_masked_and_point_at_loadable_images(mix, tokenizer, tmp_path):
     run(mix, tokenizer, tmp_path / "out")
     table = pq.read_table(tmp_path / "out/data.parquet")

@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE1 = {"gqa", "mme", "mmvet", "pope", "vqav2", "mmvp", "scienceqa_img"}
-RAW_PRODUCERS = {"download_file", "extract_archive"}
+RAW_PRODUCERS = {"download_file", "download_folder", "extract_archive"}
 
 
 def parse_jobs(text: str) -> list[dict]:
@@ -83,3 +83,10 @@ def test_readme_states_the_job_count_and_every_cell_gets_a_model_card(dag):
     assert stated and int(stated.group(1)) == len(dag)
     cards = {job["wildcards"]["cell"] for job in dag if job["rule"] == "write_model_card"}
     assert cards == {job["wildcards"]["cell"] for job in dag if job["rule"] == "train_cell"}
+
+
+def test_gqa_waits_for_the_gqa_images_unpacked_for_the_mix(dag):
+    # GQA's images.zip holds the test-dev images too; config.yaml unpacks it once, under llava_instruct.
+    images = "data/raw/archives/gqa_images.zip.extracted.json"
+    gqa = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "gqa"]
+    assert gqa and all(images in job["input"] for job in gqa)

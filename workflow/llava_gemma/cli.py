@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from llava_gemma.errors import UserError
+from llava_gemma.rehearsal.commands import add_commands as add_rehearsal_commands
 
 
 def _json(text: str) -> dict:
@@ -48,10 +49,13 @@ def cmd_pretrain_toy_tower(a) -> dict:
 
 
 def cmd_download(a) -> dict:
-    from llava_gemma.data.download import download_hub_file, download_url
+    from llava_gemma.data.download import download_hub_file, download_hub_folder, download_url
 
     src = _json(a.settings)
-    if "hub" in src:
+    if "folder" in src:
+        download_hub_folder(src["hub"], src["folder"], Path(a.out), src.get("repo_type", "dataset"),
+                            revision=src.get("revision"))
+    elif "hub" in src:
         download_hub_file(src["hub"], src["file"], Path(a.out), src.get("repo_type", "dataset"),
                           revision=src.get("revision"), sha256=src.get("sha256"))
     else:
@@ -388,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "or phrase.\") or letter (\"Answer with the option's letter ...\")")
     ask.add_argument("--max-new-tokens", type=int, default=128, help="answer length cap in tokens (LLaVA's 128)")
     ask.add_argument("--device", default=None, help="cpu, cuda or hpu (default: the accelerator if there is one)")
+    add_rehearsal_commands(sub)  # rehearse build|serve|run: the paper's sources on loopback
     estimate = command("estimate", cmd_estimate)
     estimate.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
     estimate.add_argument("--devices", type=int, default=None, help="devices (default: the config's train.devices)")

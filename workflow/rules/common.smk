@@ -4,10 +4,13 @@ import os
 from pathlib import Path
 
 from llava_gemma.config import Cell, ConfigError, StudyConfig, validate_config
+from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
 
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
-except ConfigError as err:
+    # data/ and results/ belong to one study: another study's files at the same paths would count as done.
+    claim_study_folders(Path.cwd(), config["study"])
+except (ConfigError, StudyMismatch) as err:
     raise WorkflowError(str(err)) from None
 
 STUDY = StudyConfig(config)
@@ -54,6 +57,11 @@ def settings(obj):
 # --- raw data --------------------------------------------------------------------------------
 # Raw files come from `downloads` (paper) or from the toy world (toy); archives are unpacked by
 # `extract` in both. An extraction leaves a marker file, since several archives may fill one folder.
+def downloads_of_kind(kind):
+    """`downloads` entries fetched as one file ("file": a hub file or a URL) or as a hub folder ("folder")."""
+    return [p for p, src in config.get("downloads", {}).items() if ("folder" in src) == (kind == "folder")]
+
+
 def extracted_marker(archive):
     return f"data/raw/{archive}.extracted.json"
 
@@ -100,11 +108,16 @@ def manual_downloads():
     return [p for p in wanted if p not in config.get("downloads", {})]
 
 
+# Benchmarks whose images another extraction unpacks (the loaders look there when their own folder
+# has none): VQAv2 reads POPE's COCO val2014; GQA test-dev reads GQA's images.zip, unpacked for the mix.
+SHARED_BENCHMARK_IMAGES = {"vqav2": "benchmarks/pope", "gqa": "llava_instruct/images/gqa"}
+
+
 def inputs_of_benchmark(name):
     root = f"benchmarks/{name}"
     if STUDY.is_toy_world:
         return ["data/raw/toy_world.json"]
-    shared = markers_under("benchmarks/pope") if name == "vqav2" else []  # VQAv2 reads POPE's COCO val2014
+    shared = markers_under(SHARED_BENCHMARK_IMAGES[name]) if name in SHARED_BENCHMARK_IMAGES else []
     return ([f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")]
             + markers_under(root) + shared)
 

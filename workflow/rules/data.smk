@@ -5,7 +5,26 @@ rule download_file:
     output:
         "data/raw/{path}",
     wildcard_constraints:
-        path=_alternatives(config.get("downloads", {})),
+        path=_alternatives(downloads_of_kind("file")),
+    params:
+        source=lambda w: settings(config["downloads"][w.path]),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/download/{path}.log",
+    benchmark:
+        "benchmarks/download/{path}.tsv"
+    retries: 2
+    shell:
+        "llava-gemma download --out {output} --settings '{params.source}' > {log} 2>&1"
+
+
+# A hub folder (MMVP's 300 images) in one job: one snapshot instead of a job per file.
+rule download_folder:
+    output:
+        directory("data/raw/{path}"),
+    wildcard_constraints:
+        path=_alternatives(downloads_of_kind("folder")),
     params:
         source=lambda w: settings(config["downloads"][w.path]),
     conda:

@@ -5,10 +5,15 @@ config or the hub gives one): bytes go to ``<path>.part`` and are renamed at the
 partial ever looks finished. An interrupted download resumes from the ``.part`` file; a failed
 attempt is retried with exponential backoff, and an attempt that made progress resets the count,
 so a flaky link that drops every few hundred MB still finishes a 20 GB archive.
+
+URLs can be redirected to a mirror without editing the config: with ``LLAVA_GEMMA_URL_MIRROR`` set
+to a base URL, ``scheme://host/path`` is fetched from ``<base>/host/path`` (a site's internal
+mirror, or the rehearsal's loopback server). Hub files follow ``HF_ENDPOINT`` the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -18,6 +23,7 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from tqdm import tqdm
 from llava_gemma.errors import UserError
 
 CHUNK = 1 << 20
+URL_MIRROR_ENV = "LLAVA_GEMMA_URL_MIRROR"
 # Answers that will not change by retrying: fail at once, naming the URL.
 FATAL_STATUS = {400, 401, 403, 404, 405, 410, 451}
 
@@ -42,6 +49,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mirrored(url: str) -> str:
+    """``url`` as fetched: under ``$LLAVA_GEMMA_URL_MIRROR/<host>/<path>`` when that is set, else unchanged."""
+    base = os.environ.get(URL_MIRROR_ENV, "").rstrip("/")
+    if not base:
+        return url
+    parsed = urllib.parse.urlsplit(url)
+    return f"{base}/{parsed.netloc}{parsed.path}" + (f"?{parsed.query}" if parsed.query else "")
+
+
 def download_url(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, retries: int = 5,
                  timeout: float = 60.0, backoff: float = 2.0, max_backoff: float = 120.0,
                  progress: bool = True) -> Path:
@@ -55,6 +71,7 @@ def download_url(url: str, dest: Path, *, sha256: str | None = None, size: int |
     if dest.exists() and _verified(dest, sha256, size):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    url = mirrored(url)
     part = dest.with_name(dest.name + ".part")
     failures = 0
     last: Exception | None = None
@@ -144,6 +161,40 @@ def _describe(err: Exception | None) -> str:
     return f"{type(err).__name__}: {err}" if err else "no error recorded"
 
 
+@contextlib.contextmanager
+def hub_errors(repo: str, what: str):
+    """The hub's refusals as one sentence naming the repo and the fix, not a traceback."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except GatedRepoError:
+        raise DownloadError(f"{repo} is gated: accept its licence on the hub and set HF_TOKEN to a token of that "
+                            "account.") from None
+    except RepositoryNotFoundError:
+        raise DownloadError(f"{repo} is not on the hub at {_endpoint()} (or is private): check the id in the config, "
+                            "and HF_TOKEN for a private repo.") from None
+    except RevisionNotFoundError:
+        raise DownloadError(f"{repo} has no such revision; check the revision in the config.") from None
+    except EntryNotFoundError:
+        raise DownloadError(f"{repo} has no file {what}; check the file name in the config.") from None
+    except HfHubHTTPError as err:
+        raise DownloadError(f"{repo}: the hub at {_endpoint()} answered an error for {what} ({err}); rerun, or check "
+                            "the config.") from None
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
 def download_hub_file(repo: str, filename: str, dest: Path, repo_type: str = "dataset", *,
                       revision: str | None = None, sha256: str | None = None) -> Path:
     """A file of a hub repo to ``dest`` (token from HF_TOKEN in the environment, never from config).
@@ -156,10 +207,12 @@ def download_hub_file(repo: str, filename: str, dest: Path, repo_type: str = "da
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(dest.name + ".hub")  # hub's own resumable download folder, beside dest
-    fetched = Path(hf_hub_download(repo_id=repo, filename=filename, repo_type=repo_type, revision=revision,
-                                   local_dir=staging))
+    with hub_errors(repo, filename):
+        fetched = Path(hf_hub_download(repo_id=repo, filename=filename, repo_type=repo_type, revision=revision,
+                                       local_dir=staging))
     if sha256 is None:
-        info = HfApi().get_paths_info(repo, [filename], repo_type=repo_type, revision=revision)
+        with hub_errors(repo, filename):
+            info = HfApi().get_paths_info(repo, [filename], repo_type=repo_type, revision=revision)
         lfs = getattr(info[0], "lfs", None) if info else None
         sha256 = getattr(lfs, "sha256", None)
     if sha256 and sha256_of(fetched) != sha256.lower():
@@ -171,10 +224,51 @@ def download_hub_file(repo: str, filename: str, dest: Path, repo_type: str = "da
     return dest
 
 
-def download_model(repo: str, dest: Path) -> Path:
-    """A hub checkpoint into ``dest``: weights as safetensors, configs, tokenizer, processor."""
+def download_hub_folder(repo: str, folder: str, dest: Path, repo_type: str = "dataset", *,
+                        revision: str | None = None) -> Path:
+    """Every file below ``folder`` of a hub repo into ``dest`` (their paths below ``folder`` kept), in one snapshot.
+
+    The files arrive in a staging folder beside ``dest`` (huggingface_hub resumes there and checks each
+    file's size) and ``dest`` appears only when all are there.
+    """
     from huggingface_hub import snapshot_download
 
-    snapshot_download(repo_id=repo, local_dir=dest,
-                      allow_patterns=["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"])
+    dest = Path(dest)
+    staging = dest.with_name(dest.name + ".hub")
+    with hub_errors(repo, f"folder {folder!r}"):
+        snapshot_download(repo_id=repo, repo_type=repo_type, revision=revision, local_dir=staging,
+                          allow_patterns=[f"{folder.rstrip('/')}/*"])
+    fetched = staging / folder
+    if not fetched.is_dir() or not any(fetched.iterdir()):
+        raise DownloadError(f"{repo} has no files under {folder!r}; check the folder name in the config.")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(fetched, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+MODEL_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
+BIN_FILES = ["pytorch_model.bin", "pytorch_model-*.bin"]  # fetched only when a repo has no safetensors
+
+
+def download_model(repo: str, dest: Path, *, revision: str | None = None) -> Path:
+    """A hub checkpoint into ``dest``: weights as safetensors, configs, tokenizer, processor.
+
+    A repo that publishes only ``pytorch_model*.bin`` (OpenAI's CLIP) is fetched as such and
+    converted once to safetensors on disk (``weights.convert_bin_checkpoint``), so every later
+    reader sees safetensors; a repo with both never downloads the ``.bin`` files.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+
+    from llava_gemma.data.weights import convert_bin_checkpoint
+
+    with hub_errors(repo, "its checkpoint"):
+        info = HfApi().model_info(repo, revision=revision or "main")
+        files = [s.rfilename for s in info.siblings or []]
+        bin_only = not any(f.endswith(".safetensors") for f in files) and any(
+            f.startswith("pytorch_model") and f.endswith(".bin") for f in files)
+        snapshot_download(repo_id=repo, local_dir=dest, revision=info.sha,
+                          allow_patterns=MODEL_FILES + (BIN_FILES if bin_only else []))
+    if bin_only:  # also on a rerun that fetched the .bin again
+        convert_bin_checkpoint(Path(dest))
     return dest

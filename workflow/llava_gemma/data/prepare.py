@@ -2,7 +2,8 @@
 
 Output (``data/prepared/<dataset>/``): ``data.parquet`` with one row per kept sample (id, source,
 image, input_ids, labels, length, modality, converted), ``filter_report.json`` with counts per
-source and reason, and ``converted/`` with JPEG copies of images stored in another format under a
+source and reason and, per reason, the first ``EXAMPLES`` dropped records (id, image, source) in
+file order, and ``converted/`` with JPEG copies of images stored in another format under a
 ``.jpg`` name (rows with ``converted`` true load their image from there). A record is dropped for
 a counted reason or repaired, never crashes the stage; a source losing more than
 ``max_drop_fraction`` fails it, naming the source and the top reasons.
@@ -41,6 +42,7 @@ SCHEMA = ROW_SCHEMA.append(pa.field("converted", pa.bool_()))
 ROW_GROUP = 20_000  # rows per Parquet row group
 IMAGE_TASK = 128  # images per image-check task
 SMALL_FILE = 8 << 20  # below this, worker processes cost more than they save
+EXAMPLES = 20  # dropped records named per reason in the report
 
 
 class TooManyDropped(UserError, RuntimeError):
@@ -107,6 +109,7 @@ class _Run:
         self.totals: Counter = Counter()
         self.dropped: dict[str, Counter] = defaultdict(Counter)
         self.repaired: dict[str, Counter] = defaultdict(Counter)
+        self.examples: dict[str, list[dict]] = defaultdict(list)  # reason -> first dropped records
         self.images: dict[str, _ImageTask | ImageCheck] = {}
         self.keys: set[bytes] = set()
         self.memo: dict[str, list | None] = {}  # what to remember of each verdict
@@ -120,19 +123,20 @@ class _Run:
 
     def receive(self, result: samples.BatchResult, pool, check, pending: deque) -> None:
         """Count a batch's drops, mark duplicates, and ask for the images it names for the first time."""
-        for source, reason in zip(result.sources, result.reasons):
+        for source, reason, rid, image in zip(result.sources, result.reasons, result.ids, result.images):
             self.totals[source] += 1
             if reason is not None:
-                self.dropped[source][reason] += 1
+                self._drop(source, reason, rid, image)
         for source, name in result.repairs:
             self.repaired[source][name] += 1
         table = result.candidates
         waiting = _Waiting(table.drop_columns(["key"]), table.column("source").to_pylist(),
                            table.column("image").to_pylist(), [])
-        for key, source in zip(table.column("key").to_pylist(), waiting.sources):
+        ids = table.column("id").to_pylist()
+        for key, source, rid, image in zip(table.column("key").to_pylist(), waiting.sources, ids, waiting.paths):
             waiting.fresh.append(key not in self.keys)
             if key in self.keys:
-                self.dropped[source]["duplicate"] += 1
+                self._drop(source, "duplicate", rid, image)
             self.keys.add(key)
         new = [p for p, fresh in zip(waiting.paths, waiting.fresh) if p and fresh and p not in self.images]
         new = list(dict.fromkeys(new))
@@ -153,12 +157,13 @@ class _Run:
                 break
             pending.popleft()
             keep, converted = [], []
-            for path, source, fresh in zip(w.paths, w.sources, w.fresh):
+            ids = w.table.column("id").to_pylist()
+            for path, source, fresh, rid in zip(w.paths, w.sources, w.fresh, ids):
                 verdict = self._verdict(path) if path and fresh else ImageCheck()
                 keep.append(fresh and verdict.problem is None)
                 converted.append(verdict.converted)
                 if verdict.problem is not None:
-                    self.dropped[source][verdict.problem] += 1
+                    self._drop(source, verdict.problem, rid, path)
                 elif verdict.converted:
                     self.repaired[source]["image_converted"] += 1
             table = w.table.append_column("converted", pa.array(converted, pa.bool_()))
@@ -170,6 +175,11 @@ class _Run:
             self.last_log = now
             self.log(f"{self.seen} records read, {self.kept} kept, {len(self.images)} distinct images "
                      f"({self.seen / max(now - self.started, 1e-9):.0f} records/s)")
+
+    def _drop(self, source: str, reason: str, rid: str, image: str | None) -> None:
+        self.dropped[source][reason] += 1
+        if len(self.examples[reason]) < EXAMPLES:
+            self.examples[reason].append({"id": rid, "image": image, "source": source})
 
     def _checking(self, path: str) -> bool:
         task = self.images[path]
@@ -210,7 +220,8 @@ class _Run:
                 "sources": sources,
                 "images": {"distinct": len(verdicts), "converted": sum(v.converted for v in verdicts),
                            "unusable": dict(problems.most_common()), "check": image_check,
-                           "remembered_from_earlier_run": self.reused}}
+                           "remembered_from_earlier_run": self.reused},
+                "dropped_examples": {reason: self.examples[reason] for reason in sorted(self.examples)}}
 
 
 def _fail_if_too_many_dropped(report: dict, max_drop_fraction: float, records_path: Path) -> None:

@@ -45,6 +45,8 @@ class BatchResult:
     start: int
     sources: list[str]  # one per record of the batch
     reasons: list[str | None]  # why each record was dropped here, None for candidates
+    ids: list[str] = field(default_factory=list)  # one per record: its id (its index if it has none)
+    images: list[str | None] = field(default_factory=list)  # one per record: its image path, if readable
     repairs: list[tuple[str, str]] = field(default_factory=list)  # (source, repair) for every repair made
     candidates: pa.Table | None = None  # rows that passed, in order, with a ``key`` column for duplicates
 
@@ -72,6 +74,8 @@ def records_to_rows(records: list, start: int, spec: SampleSpec) -> BatchResult:
         source = source_of(raw, spec.default_source)
         record, repairs = repair(raw, image_first=spec.fmt == "gemma")
         result.sources.append(source)
+        result.ids.append(_record_id(raw, start + i))
+        result.images.append(raw.get("image") if isinstance(raw, dict) and isinstance(raw.get("image"), str) else None)
         result.repairs += [(source, r) for r in repairs]
         reason = problem_of(record)
         if reason is None and spec.fmt == "plain" and len(record["conversations"]) != 2:
@@ -101,6 +105,12 @@ def records_to_rows(records: list, start: int, spec: SampleSpec) -> BatchResult:
         cols["key"].append(record_key(record))
     result.candidates = pa.table(cols, schema=_CANDIDATE_SCHEMA)
     return result
+
+
+def _record_id(raw: object, index: int) -> str:
+    """A record's ``id`` as the report names it; ``#<index>`` (its place in the file) when it has none."""
+    rid = raw.get("id") if isinstance(raw, dict) else None
+    return str(rid) if isinstance(rid, str | int) and str(rid) else f"#{index}"
 
 
 def image_task(paths: list[str], image_root: Path, converted_root: Path, decode: bool) -> list[tuple]:

@@ -23,6 +23,7 @@ from typing import Any
 from . import scenes as sc
 from .benchmarks_extra import ExtraBenchmarkSpec, generate_extra_benchmarks
 from .scenes import FACTS, NUMBERS, SHAPES, Scene
+from .spoiled import add_spoiled_records
 
 SHORT_ANSWER = "\nAnswer the question using a single word or phrase."
 # A-OKVQA's multiple-choice turns in the 665k mix: lettered options, a one-letter answer.
@@ -403,4 +404,5 @@ def generate_toy_world(root: Path | str, spec: ToyWorldSpec) -> dict[str, int]:
         "corpus_lines": len(corpus),
         **generate_extra_benchmarks(root, rng, ExtraBenchmarkSpec(image_size=spec.image_size,
                                                                   jpeg_quality=spec.jpeg_quality), seen),
+        **add_spoiled_records(root),  # one record per kind the filter drops (toy/spoiled.py)
     }

@@ -7,6 +7,8 @@ Source
                                                  #        "types": {"structural", ...},
                                                  #        "isBalanced", ...}}
         <root>/images/<imageId>.jpg
+        (or, if absent, <root>/../../llava_instruct/images/gqa/images/: GQA's images.zip holds the
+        test-dev images too, and the paper config unpacks it once, for the 665k mix)
 
     Only questions with ``isBalanced`` true are loaded, as the official ``eval.py`` scores only
     those (the test-dev balanced file holds nothing else). ``limit`` takes a seeded subset.
@@ -53,6 +55,8 @@ from .base import (
 )
 
 QUESTIONS_FILE = "testdev_balanced_questions.json"
+# <data/raw>/benchmarks/gqa -> <data/raw>/llava_instruct/images/gqa/images: where config.yaml unpacks images.zip.
+SHARED_IMAGES = Path("..", "..", "llava_instruct", "images", "gqa", "images")
 
 
 def normalize_prediction(prediction: str) -> str:
@@ -84,7 +88,9 @@ class GQABenchmark(Benchmark):
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
         path = require_path(root / QUESTIONS_FILE, "GQA")
-        image_dir = require_path(root / "images", "GQA", is_dir=True)
+        shared = root / SHARED_IMAGES
+        image_dir = shared if shared.is_dir() and not (root / "images").is_dir() else require_path(
+            root / "images", "GQA", is_dir=True)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:

@@ -1,0 +1,45 @@
+"""The ``rehearse`` subcommands of the CLI, registered without importing torch (every CLI call builds the parser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _build(a) -> dict:
+    from llava_gemma.rehearsal.build import build_mirror
+
+    return build_mirror(Path(a.out), Path(a.config), a.seed)
+
+
+def _serve(a) -> None:
+    from llava_gemma.rehearsal.build import serve
+
+    serve(Path(a.root), a.port)
+
+
+def _run(a) -> dict:
+    from llava_gemma.rehearsal.run import run_rehearsal
+
+    return run_rehearsal(Path(a.repo), Path(a.mirror), Path(a.workdir), cores=a.cores)
+
+
+def add_commands(sub) -> None:
+    """``rehearse build`` and ``rehearse serve`` (see rehearsal/build.py)."""
+    parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)")
+    inner = parser.add_subparsers(dest="rehearse_command", required=True)
+    build = inner.add_parser("build", help="generate tiny stand-ins of every model and download in their real layouts")
+    build.add_argument("--config", default="config.yaml", help="the study config whose sources to stand in for")
+    build.add_argument("--out", required=True, help="the mirror's folder")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(fn=_build)
+    serve = inner.add_parser("serve", help="serve a built mirror on 127.0.0.1: a Hub endpoint and a URL mirror")
+    serve.add_argument("--root", required=True, help="a folder `rehearse build` wrote")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(fn=_serve)
+    run = inner.add_parser("run", help="serve a built mirror and run the whole study against it (config.yaml + "
+                                       "rehearsal.yaml); prints wall time and jobs per rule")
+    run.add_argument("--mirror", required=True, help="a folder `rehearse build` wrote")
+    run.add_argument("--workdir", required=True, help="an empty folder to run the study in")
+    run.add_argument("--repo", default=".", help="the checkout holding Snakefile, config.yaml, rehearsal.yaml")
+    run.add_argument("--cores", type=int, default=2)
+    run.set_defaults(fn=_run)
