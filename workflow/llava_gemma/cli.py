@@ -129,7 +129,8 @@ def cmd_evaluate(a) -> dict:
 
     s = _json(a.settings)
     return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s.pop("batch_size"),
-                              seed=s.pop("seed", 0), blind=a.blind, **split_settings(s))
+                              seed=s.pop("seed", 0), blind=a.blind, work_dir=Path(a.work) if a.work else None,
+                              **split_settings(s))
 
 
 def cmd_evaluate_cell(a) -> dict:
@@ -139,8 +140,9 @@ def cmd_evaluate_cell(a) -> dict:
     metrics = evaluate_cell(Path(a.model), s["benchmarks"], Path(a.data_root), Path(a.out),
                             batch_size=s["batch_size"], seed=s.get("seed", 0),
                             blind_benchmarks=s.get("blind_control", ()),
-                            blind_out_root=Path(a.blind_out) if a.blind_out else None)
-    return {name: {"questions": m["questions"], "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
+                            blind_out_root=Path(a.blind_out) if a.blind_out else None,
+                            work_root=Path(a.work) if a.work else None)
+    return {name: {"questions": m.get("questions"), "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
 
 
 def _write_report_table(a, build, write) -> dict:
@@ -271,10 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--slurm_task", action="store_true",
                         help="internal: this process is one srun task; map SLURM's variables to torch's")
     launch.add_argument("argv", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
-    add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
-        "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
-    add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out").add_argument(
+    work_help = "folder of partial answers a killed run resumes from (beside the declared outputs)"
+    evaluate = add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out")
+    evaluate.add_argument("--blind", action="store_true",
+                          help="replace every image by a blank one of the tower's mean colour")
+    evaluate.add_argument("--work", default=None, help=work_help + "; default <out>/partial")
+    evaluate_cell = add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out")
+    evaluate_cell.add_argument(
         "--blind_out", help="where the blind-image control of the settings' blind_control benchmarks goes")
+    evaluate_cell.add_argument("--work", default=None, help=work_help + "; default <out>/<benchmark>/partial")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")
     add("effects", cmd_effects, "cells_dir", "out")
