@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llava_gemma.eval.benchmarks.base import Question
+from llava_gemma.eval.gaudi import static_shapes_for
 from llava_gemma.eval.generate import PixelCache, answer_rows, question_order
 
 IDENTITY = "identity.json"
@@ -135,12 +136,13 @@ def answer_shard(model, processor, questions: Sequence[Question], prompts: Seque
                  out_file: Path) -> None:
     """Generate ``batches`` (numbers into ``plan``) and append each to ``out_file`` once it is whole."""
     pixels = PixelCache(processor.image_processor, blind)
+    static = static_shapes_for(model)
     with _open_for_append(out_file) as f:
         for k in batches:
             answers: dict[int, Answer] = {}
             rows = decodable_rows(questions, plan[k], pixels, answers)
             if rows:
-                texts = answer_rows(model, processor, questions, prompts, rows, pixels, max_new_tokens)
+                texts = answer_rows(model, processor, questions, prompts, rows, pixels, max_new_tokens, static)
                 answers.update({i: Answer(t) for i, t in texts.items()})
             f.write("".join(json.dumps({"batch": k, "index": i, "id": questions[i].qid, "prediction": a.prediction,
                                         "error": a.error}) + "\n" for i, a in sorted(answers.items())))

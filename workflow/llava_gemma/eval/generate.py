@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from llava_gemma.eval.benchmarks.base import Question
+from llava_gemma.eval.gaudi import StaticShapes
 from llava_gemma.model.images import load_padded, mean_colour
 
 
@@ -104,16 +105,20 @@ def question_order(processor, questions: Sequence[Question], prompts: Sequence[s
 
 @torch.inference_mode()
 def answer_rows(model, processor, questions: Sequence[Question], prompts: Sequence[str], rows: Sequence[int],
-                pixels: PixelCache, max_new_tokens: int) -> dict[int, str]:
+                pixels: PixelCache, max_new_tokens: int, static: StaticShapes | None = None) -> dict[int, str]:
     """Greedy answers of one batch, by question index. Image and text-only questions never share a
-    generate call: the model pairs images with rows in order."""
+    generate call: the model pairs images with rows in order. ``static``: the HPU's static shapes."""
     answers: dict[int, str] = {}
     for has_image in (True, False):
         part = [i for i in rows if (questions[i].image_path is not None) == has_image]
         if not part:
             continue
-        inputs = _on_device(batch_inputs(processor, questions, prompts, part, pixels), model)
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        inputs = batch_inputs(processor, questions, prompts, part, pixels)
+        if static is not None:
+            inputs = static.pad(inputs, processor.tokenizer.pad_token_id)
+        inputs = _on_device(inputs, model)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             **(static.generate_kwargs if static is not None else {}))
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         for i, text in zip(part, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
             answers[i] = text.strip()

@@ -32,6 +32,7 @@ from llava_gemma.eval.answers import (
     read_partial,
 )
 from llava_gemma.eval.benchmarks import get_benchmark
+from llava_gemma.eval.gaudi import load_for_gaudi
 from llava_gemma.eval.generate import chat_prompt
 from llava_gemma.eval.ranks import RankGroup, rank_device
 
@@ -40,8 +41,7 @@ COMMON_SETTINGS = ("batch_size", "seed", "limit", "max_new_tokens")
 
 
 def eval_device() -> str:
-    """The accelerator the evaluate job was given (a GPU, a Gaudi card), else the CPU.
-    Unlike training, evaluation needs no optimum-habana on a Gaudi node: plain torch on HPU."""
+    """The accelerator the evaluate job was given (a GPU, a Gaudi card), else the CPU."""
     import torch
 
     if torch.cuda.is_available():
@@ -58,6 +58,8 @@ def load_cell(model_dir: Path, device: str | None = None) -> tuple[Any, Any]:
 
     device = rank_device(device or eval_device())
     dtype = torch.float32 if device == "cpu" else torch.bfloat16  # bf16 as trained on accelerators
+    if device == "hpu":  # optimum-habana's static-shape generation in HPU graphs (eval/gaudi.py)
+        return load_for_gaudi(model_dir, dtype), AutoProcessor.from_pretrained(model_dir)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
     return model, AutoProcessor.from_pretrained(model_dir)
 
