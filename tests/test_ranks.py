@@ -125,3 +125,28 @@ def test_two_ranks_with_text_only_steps_equal_one_rank(zero_stage, tiny_backbone
     assert sorted(two_weights) == sorted(one_weights)
     for name, tensor in one_weights.items():
         torch.testing.assert_close(two_weights[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+
+
+# --- evaluation sharded over ranks ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_evaluation_ranks_merge_to_what_one_rank_writes(tiny_backbones, tmp_path):
+    from llava_gemma.model.assemble import assemble_llava
+
+    from .test_eval_resume import outputs, write_pope
+
+    model, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["dinov2"])
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    write_pope(tmp_path / "pope", n=5)  # 15 questions in 8 batches of 2: rank 0 gets one batch more
+    settings = json.dumps({"batch_size": 2, "max_new_tokens": 3})
+    for tasks in ("1", "2"):
+        done = th.run(th.llava_gemma("launch", "--tasks", tasks, "--backend", "cpu", "--cpus_per_task", "1", "--",
+                                     "evaluate", "--model", str(tmp_path / "model"), "--benchmark", "pope",
+                                     "--data", str(tmp_path / "pope"), "--out", str(tmp_path / tasks),
+                                     "--work", str(tmp_path / f"work{tasks}"), "--settings", settings),
+                      timeout=TIMEOUT)
+        assert f"15 answered by {tasks} rank(s)" in done.stderr
+    assert outputs(tmp_path / "2") == outputs(tmp_path / "1")
+    assert not (tmp_path / "work2").exists()
