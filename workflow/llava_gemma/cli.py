@@ -231,7 +231,7 @@ def cmd_estimate(a) -> dict | None:
     from llava_gemma.analysis.estimate import run_estimate
 
     estimate = run_estimate(a.config, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                            prepared=[Path(x) for x in a.prepared])
+                            prepared=[Path(x) for x in a.prepared], backend=a.backend)
     if a.json:
         return estimate
     print(estimate["markdown"])
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--prepared", nargs="*", default=[],
                           help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the "
                                "documented estimates")
+    estimate.add_argument("--backend", default="hpu", choices=("cpu", "cuda", "hpu"),
+                          help="whose ZeRO stages the memory table uses (default hpu, as the study ran)")
     estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     return p
 
