@@ -181,9 +181,10 @@ def markdown_table(estimates: list[CellEstimate], hardware: Hardware) -> str:
 def estimate_memory(study: StudyConfig, ranks: int, backend: str) -> list[MemoryEstimate]:
     """Per-rank memory of every cell's stages (analysis/memory.py), with the config's ZeRO stages."""
     precision = study.raw["train"]["precision"]
-    found = []
+    found, metas = [], {}
     for cell in study.cells:
-        meta = meta_cell(_hub(study, cell.language_model), _hub(study, cell.vision_tower))
+        key = (_hub(study, cell.language_model), _hub(study, cell.vision_tower))
+        meta = metas[key] = metas.get(key) or meta_cell(*key)  # pretrain and skip cells share one
         stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
         zero = {s: StageConfig(**study.raw["train"][s]).zero_stage_for(backend) for s in stages}
         found += cell_memory(cell.name, meta, zero, ranks, precision)
