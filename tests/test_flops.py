@@ -150,7 +150,29 @@ def test_estimate_for_the_paper_config():
     # Stage 2 of the 2B CLIP cell: 624,610 image samples of 300 + 576 tokens, ~6 x 2.5e9 FLOPs per token.
     assert cells["2b_clip_skip"]["stage2_flops"] == pytest.approx(6 * 2.5e9 * 876 * 624_610, rel=0.1)
     table = result["markdown"].splitlines()
-    assert table[0].startswith("| cell | stage 1 EFLOP") and len([r for r in table if r.startswith("| ")]) == 9
+    first = table[:table.index("")]
+    assert table[0].startswith("| cell | stage 1 EFLOP") and len([r for r in first if r.startswith("| ")]) == 9
+    assert "| 7b_dinov2_skip | stage2 | 2 | 8 |" in result["markdown"]  # the memory table, Gaudi's ZeRO-2
+
+
+def test_memory_per_rank_follows_the_zero_accounting():
+    from llava_gemma.analysis.memory import cell_memory, memory_estimate
+    from llava_gemma.model.architectures.cells import meta_cell
+
+    # 10B parameters, 8B trained, on 8 ranks in bf16: 2 + 2 + 12 bytes per parameter, ZeRO partitioning.
+    z2 = memory_estimate("c", "stage2", parameters=10**10, trainable=8 * 10**9, largest_tensor=10**9, zero_stage=2,
+                         ranks=8)
+    assert (z2.device_weights_gb, z2.device_gradients_gb, z2.device_optimizer_gb) == pytest.approx((20, 2, 12))
+    assert (z2.host_load_fp32_gb, z2.host_load_gb) == pytest.approx((40, 20))
+    z3 = memory_estimate("c", "stage2", parameters=10**10, trainable=8 * 10**9, largest_tensor=10**9, zero_stage=3,
+                         ranks=8)
+    assert z3.device_weights_gb == pytest.approx(2.5) and z3.host_load_gb == pytest.approx(2.5 + 2)
+    # The 7B DINOv2 cell: about 9.7B parameters, so an fp32 load is about 39 GB on every rank (issue 14).
+    meta = meta_cell("google/gemma-7b-it", "facebook/dinov2-giant")
+    stage1, stage2 = cell_memory("7b_dinov2_pretrain", meta, {"stage1": 2, "stage2": 3}, 8, "bf16")
+    assert 38 < stage1.host_load_fp32_gb < 40 and stage1.host_load_gb == pytest.approx(stage1.host_load_fp32_gb / 2)
+    assert stage2.host_load_gb < stage1.host_load_gb / 4  # ZeRO-3 partitions while loading
+    assert stage1.trainable < 0.01 * stage1.parameters < stage2.trainable
 
 
 def test_estimate_cli_prints_markdown_and_json(capfd):

@@ -3,7 +3,12 @@
 ``import optimum.habana`` fails on a machine without the Habana software, so the keyword arguments
 we pass to ``GaudiTrainingArguments``, ``GaudiConfig`` and ``GaudiTrainer`` are checked against the
 fields, ``kwargs.pop`` names and parameters read from its source with ``ast``. Skipped when
-optimum-habana is not installed (``pip install -e .[hpu]``; it adds packages, moves none).
+optimum-habana is not installed (``pip install -e .[hpu]``; it adds packages, moves none), except
+in CI, which installs it (.ci/run): there a missing optimum-habana fails these tests.
+
+The evaluation path (eval/gaudi.py) is checked the same way, and ``GaudiGenerationConfig`` is even
+built: its module imports only transformers, so it loads from its file without the package's
+``__init__`` (the part that needs the Habana software).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from llava_gemma.config import StageConfig
 from llava_gemma.train.batch_plan import plan_batch
@@ -28,6 +35,9 @@ def optimum_habana_source() -> Path:
     except ImportError:
         spec = None
     if spec is None or not spec.submodule_search_locations:
+        if os.environ.get("CI"):
+            pytest.fail("optimum-habana is not installed, but CI installs the hpu extra (.ci/run); "
+                        "`pip install -e .[test,hpu]`.")
         pytest.skip("optimum-habana is not installed; `pip install -e .[hpu]` (or optimum-habana==1.21.2) to check "
                     "the hpu arguments against it")
     return Path(spec.submodule_search_locations[0])
@@ -103,3 +113,74 @@ def test_gaudi_training_arguments_are_fields_with_valid_values(tmp_path):
 def test_gaudi_trainer_takes_our_keywords():
     node = class_node(optimum_habana_source() / "transformers" / "trainer.py", "GaudiTrainer")
     assert {"model", "gaudi_config", "args", "train_dataset", "data_collator", "callbacks"} <= init_parameters(node)
+
+
+# --- evaluation: optimum-habana's static-shape generation (eval/gaudi.py) ----------------------------
+
+
+def function_parameters(path: Path, class_name: str, function: str) -> set[str]:
+    method = next(n for n in class_node(path, class_name).body
+                  if isinstance(n, ast.FunctionDef) and n.name == function)
+    return {a.arg for a in method.args.args + method.args.kwonlyargs}
+
+
+def load_module_file(path: Path, name: str):
+    """A module of optimum-habana loaded from its file alone, without its package's __init__."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gaudi_generate_keywords_are_generate_parameters_or_generation_config_settings():
+    from llava_gemma.eval.gaudi import gaudi_generate_kwargs
+
+    generation = optimum_habana_source() / "transformers" / "generation"
+    parameters = function_parameters(generation / "utils.py", "GaudiGenerationMixin", "generate")
+    kwargs = gaudi_generate_kwargs()
+    assert {"lazy_mode", "hpu_graphs"} <= parameters and kwargs["lazy_mode"] and kwargs["hpu_graphs"]
+    settings = {k: v for k, v in kwargs.items() if k not in parameters}
+    module = load_module_file(generation / "configuration_utils.py", "_oh_generation_config")
+    config = module.GaudiGenerationConfig(**settings, max_new_tokens=16, do_sample=False)
+    assert {name: getattr(config, name) for name in settings} == settings  # each one is a setting it keeps
+    assert settings["static_shapes"] is True and settings["ignore_eos"] is False  # stop at <end_of_turn>
+
+
+def test_gaudi_llava_and_gemma_take_the_static_shape_path():
+    source = optimum_habana_source() / "transformers"
+    tree = ast.parse((source / "generation" / "utils.py").read_text())
+    static = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "MODELS_OPTIMIZED_WITH_STATIC_SHAPES" for t in n.targets))
+    assert {"llava", "gemma"} <= set(static)
+    adapt = (source / "modeling_utils.py").read_text()
+    assert "def adapt_transformers_to_gaudi(" in adapt
+    # The class eval/gaudi.py loads through, after adapt_transformers_to_gaudi(), is the Gaudi one.
+    assert ("transformers.models.llava.modeling_llava.LlavaForConditionalGeneration = "
+            "GaudiLlavaForConditionalGeneration") in adapt
+
+
+def test_static_shape_padding_keeps_the_answers(tiny_backbones, tmp_path):
+    """The bucket padding alone, on CPU: wider left padding must not change a greedy answer."""
+    from llava_gemma.eval.benchmarks.base import Question
+    from llava_gemma.eval.gaudi import StaticShapes
+    from llava_gemma.eval.generate import PixelCache, answer_rows, chat_prompt
+    from llava_gemma.model.assemble import assemble_llava
+
+    from .conftest import draw_scene
+
+    model, processor = assemble_llava(tiny_backbones["lm"], tiny_backbones["clip"])
+    model.eval()
+    draw_scene("red").save(tmp_path / "r.png")
+    questions = [Question("a", tmp_path / "r.png", "Is there a circle?", "yes"),
+                 Question("b", tmp_path / "r.png", "Is there a red circle in the image?", "yes"),
+                 Question("c", None, "How many sides does a triangle have?", "3")]
+    prompts = [chat_prompt(processor, q) for q in questions]
+    pixels = PixelCache(processor.image_processor, blind=False)
+    plain = answer_rows(model, processor, questions, prompts, [0, 1, 2], pixels, 4)
+    cpu_static = StaticShapes(bucket=64, generate_kwargs={})  # the padding, without the HPU-only keywords
+    padded = answer_rows(model, processor, questions, prompts, [0, 1, 2], pixels, 4, cpu_static)
+    assert padded == plain
+    ones = torch.ones((2, 70), dtype=torch.long)
+    inputs = {"input_ids": ones, "attention_mask": ones}
+    wide = cpu_static.pad(inputs, pad_token_id=0)
+    assert wide["input_ids"].shape == (2, 128) and int(wide["attention_mask"][:, :58].sum()) == 0

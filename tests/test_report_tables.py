@@ -157,3 +157,23 @@ def test_data_filter_summary(tmp_path):
     coco = summary.iloc[0]
     assert (coco["dataset"], coco["source"], coco["kept"], coco["dropped"]) == ("instruct", "coco", 8, "too_long: 2")
     assert summary.iloc[1]["kept"] == 8 and "converted: 1" in summary.iloc[1]["repaired"]
+
+
+def test_every_number_names_its_split_and_vqav2_differs_from_the_paper(tmp_path):
+    from llava_gemma.analysis.table1 import SPLITS, TESTDEV_SUBMISSION
+
+    fixture_metrics(tmp_path / "cells")
+    for cell in CELLS:  # a VQAv2 number too
+        write_json(tmp_path / "cells" / cell.name / "eval" / "vqav2" / "metrics.json", {"accuracy": 70.0})
+    table = build_table1(CELLS, ["pope", "gqa", "vqav2"], tmp_path / "cells")
+    assert all((table[f"{c}_split"] == SPLITS[c]).all() for c in COLUMNS)
+    write_table1(table, tmp_path / "report")
+    md = (tmp_path / "report" / "table1.md").read_text()
+    assert "vqav2 [val2014]" in md and "gqa [test-dev balanced]" in md and TESTDEV_SUBMISSION in md
+    comparison = build_comparison(table, {"2b": None, "7b": None, "clip": None, "dinov2": None})
+    vqa = comparison[comparison["metric"] == "vqav2"]
+    assert set(vqa["ours_split"]) == {"val2014"} and set(vqa["paper_split"]) == {"test-dev"}
+    gqa = comparison[comparison["metric"] == "gqa"]
+    assert set(gqa["ours_split"]) == set(gqa["paper_split"]) == {"test-dev balanced"}
+    text = comparison_markdown(comparison)
+    assert "vqav2: ours val2014, paper test-dev" in text and "gqa: test-dev balanced (both)" in text

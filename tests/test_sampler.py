@@ -41,6 +41,18 @@ def test_order_is_a_permutation_with_single_modality_batches(n, seed):
     assert len(mixed) <= 1 and all(i >= len(batches) - 2 for i in mixed)  # only where the leftovers meet
 
 
+@pytest.mark.parametrize("n,seed", [(203, 1), (5000, 3)])
+def test_every_optimizer_step_holds_one_modality_but_the_final_remainder(n, seed):
+    """8 ranks x micro-batch 4 x accumulation 2: steps of 64 samples, as accelerate deals them out."""
+    lengths, has_image = _mix(n, seed)
+    order = length_grouped_order(lengths, has_image, batch_size=4, seed=seed, step_batches=8 * 2)
+    assert sorted(order.tolist()) == list(range(n))
+    steps = _batches(order, 64)
+    mixed = [i for i, s in enumerate(steps) if 0 < has_image[s].sum() < len(s)]
+    assert len(mixed) <= 1 and all(i >= len(steps) - 2 for i in mixed)
+    assert _padding(order, lengths, 4) < 0.15  # micro-batches still neighbour in length (uniform: > 0.3)
+
+
 def test_grouping_cuts_padding_against_a_uniform_shuffle():
     lengths, has_image = _mix()
     grouped = _padding(length_grouped_order(lengths, has_image, 8, seed=1), lengths, 8)

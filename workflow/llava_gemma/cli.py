@@ -139,7 +139,8 @@ def cmd_evaluate(a) -> dict:
 
     s = _json(a.settings)
     return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s.pop("batch_size"),
-                              seed=s.pop("seed", 0), blind=a.blind, **split_settings(s))
+                              seed=s.pop("seed", 0), blind=a.blind, work_dir=Path(a.work) if a.work else None,
+                              **split_settings(s))
 
 
 def cmd_evaluate_cell(a) -> dict:
@@ -149,8 +150,9 @@ def cmd_evaluate_cell(a) -> dict:
     metrics = evaluate_cell(Path(a.model), s["benchmarks"], Path(a.data_root), Path(a.out),
                             batch_size=s["batch_size"], seed=s.get("seed", 0),
                             blind_benchmarks=s.get("blind_control", ()),
-                            blind_out_root=Path(a.blind_out) if a.blind_out else None)
-    return {name: {"questions": m["questions"], "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
+                            blind_out_root=Path(a.blind_out) if a.blind_out else None,
+                            work_root=Path(a.work) if a.work else None)
+    return {name: {"questions": m.get("questions"), "wall_seconds": m["wall_seconds"]} for name, m in metrics.items()}
 
 
 def _write_report_table(a, build, write) -> dict:
@@ -239,7 +241,7 @@ def cmd_estimate(a) -> dict | None:
     from llava_gemma.analysis.estimate import run_estimate
 
     estimate = run_estimate(a.config, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                            prepared=[Path(x) for x in a.prepared])
+                            prepared=[Path(x) for x in a.prepared], backend=a.backend)
     if a.json:
         return estimate
     print(estimate["markdown"])
@@ -367,10 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--slurm_task", action="store_true",
                         help="internal: this process is one srun task; map SLURM's variables to torch's")
     launch.add_argument("argv", nargs=argparse.REMAINDER, help="-- <llava-gemma command> [arguments]")
-    add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out").add_argument(
-        "--blind", action="store_true", help="replace every image by a blank one of the tower's mean colour")
-    add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out").add_argument(
+    work_help = "folder of partial answers a killed run resumes from (beside the declared outputs)"
+    evaluate = add("evaluate", cmd_evaluate, "model", "benchmark", "data", "out")
+    evaluate.add_argument("--blind", action="store_true",
+                          help="replace every image by a blank one of the tower's mean colour")
+    evaluate.add_argument("--work", default=None, help=work_help + "; default <out>/partial")
+    evaluate_cell = add("evaluate-cell", cmd_evaluate_cell, "model", "data_root", "out")
+    evaluate_cell.add_argument(
         "--blind_out", help="where the blind-image control of the settings' blind_control benchmarks goes")
+    evaluate_cell.add_argument("--work", default=None, help=work_help + "; default <out>/<benchmark>/partial")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")
     add("effects", cmd_effects, "cells_dir", "out")
@@ -402,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--prepared", nargs="*", default=[],
                           help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the "
                                "documented estimates")
+    estimate.add_argument("--backend", default="hpu", choices=("cpu", "cuda", "hpu"),
+                          help="whose ZeRO stages the memory table uses (default hpu, as the study ran)")
     estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     return p
 

@@ -9,6 +9,15 @@
 # changed benchmark setting reruns only that benchmark. "cell": one job per cell that loads the model
 # once and answers all its benchmarks and their blind controls; it saves the python/torch/transformers
 # start-up (about 9 s of CPU per job on 2 cores), which dominates a toy evaluation of a few seconds.
+#
+# Either job runs through `llava-gemma launch` on `tasks` ranks (profiles set it; 1 by default): the
+# ranks share the questions out batch by batch and rank 0 merges (eval/answers.py). Answers are kept
+# batch by batch in results/work/, beside the declared outputs, so a killed job resumes there.
+
+EVAL_LAUNCH = (
+    f"llava-gemma launch --backend {config['train']['backend']} --tasks {{resources.tasks}}"
+    " --nodes 1 --cpus_per_task {resources.cpus_per_task} --"
+)
 
 
 def eval_settings(names, **extra):
@@ -32,6 +41,9 @@ if config["eval"].get("one_job_per", "benchmark") == "cell":
             cell_eval_outputs("eval_blind", BLIND_BENCHMARKS),
         params:
             settings=eval_settings(BENCHMARKS, blind_control=BLIND_BENCHMARKS),
+        resources:
+            tasks=1,
+            cpus_per_task=1,
         conda:
             "../../envs/core.yaml"
         log:
@@ -39,8 +51,9 @@ if config["eval"].get("one_job_per", "benchmark") == "cell":
         benchmark:
             "benchmarks/eval/{cell}.tsv"
         shell:
-            "llava-gemma evaluate-cell --model {input.model} --data_root data/raw/benchmarks"
+            EVAL_LAUNCH + " evaluate-cell --model {input.model} --data_root data/raw/benchmarks"
             " --out results/cells/{wildcards.cell}/eval --blind_out results/cells/{wildcards.cell}/eval_blind"
+            " --work results/work/eval_cell/{wildcards.cell}"
             " --settings '{params.settings}' > {log} 2>&1"
 
 else:
@@ -59,6 +72,9 @@ else:
                                              seed=config["eval"].get("seed", 0),
                                              **config["eval"]["benchmarks"][w.benchmark])),
             blind=lambda w: "--blind" if w.evaluation == "eval_blind" else "",
+        resources:
+            tasks=1,
+            cpus_per_task=1,
         conda:
             "../../envs/core.yaml"
         log:
@@ -66,6 +82,7 @@ else:
         benchmark:
             "benchmarks/{evaluation}/{cell}/{benchmark}.tsv"
         shell:
-            "llava-gemma evaluate --model {input.model} --benchmark {wildcards.benchmark} {params.blind}"
+            EVAL_LAUNCH + " evaluate --model {input.model} --benchmark {wildcards.benchmark} {params.blind}"
             " --data data/raw/benchmarks/{wildcards.benchmark} --out results/cells/{wildcards.cell}/{wildcards.evaluation}/{wildcards.benchmark}"
+            " --work results/work/{wildcards.evaluation}/{wildcards.cell}/{wildcards.benchmark}"
             " --settings '{params.settings}' > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""``llava-gemma estimate``: training FLOPs of every real cell, predicted hours, and the paper's MFU.
+"""``llava-gemma estimate``: training FLOPs of every real cell, predicted hours, the paper's MFU, and
+the predicted host and device memory per rank (analysis/memory.py).
 
 For each cell of a config whose backbones are hub ids with a shipped architecture, the model
 FLOPs (``train/flops.py``) of stage 1 (pretrain cells only) and stage 2 over their datasets, the
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.analysis.memory import MemoryEstimate, cell_memory, memory_table
+from llava_gemma.config import ConfigError, StageConfig, StudyConfig, validate_config
 from llava_gemma.errors import UserError
-from llava_gemma.model.architectures.cells import cell_config
+from llava_gemma.model.architectures.cells import cell_config, meta_cell
 from llava_gemma.train.flops import DEVICE_PEAK_TFLOPS, CellShapes, training_flops
 
 # The study's wall time per cell for both stages on 8 Gaudi 2 (arXiv 2404.01331), by language model.
@@ -176,13 +178,27 @@ def markdown_table(estimates: list[CellEstimate], hardware: Hardware) -> str:
     return "\n".join(lines)
 
 
+def estimate_memory(study: StudyConfig, ranks: int, backend: str) -> list[MemoryEstimate]:
+    """Per-rank memory of every cell's stages (analysis/memory.py), with the config's ZeRO stages."""
+    precision = study.raw["train"]["precision"]
+    found, metas = [], {}
+    for cell in study.cells:
+        key = (_hub(study, cell.language_model), _hub(study, cell.vision_tower))
+        meta = metas[key] = metas.get(key) or meta_cell(*key)  # pretrain and skip cells share one
+        stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
+        zero = {s: StageConfig(**study.raw["train"][s]).zero_stage_for(backend) for s in stages}
+        found += cell_memory(cell.name, meta, zero, ranks, precision)
+    return found
+
+
 def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops: float | None = None,
                  mfu: float = 0.4, prepared: list[Path] = (), defaults: WorkloadDefaults = WorkloadDefaults(),
-                 ) -> dict:
-    """The estimate as a dict (cells, assumptions) plus its Markdown table under ``markdown``.
+                 backend: str = "hpu") -> dict:
+    """The estimate as a dict (cells, memory, assumptions) plus its Markdown tables under ``markdown``.
 
     ``devices`` defaults to the config's ``train.devices``; ``peak_tflops`` to its
-    ``train.peak_tflops``, else Gaudi 2's peak."""
+    ``train.peak_tflops``, else Gaudi 2's peak; ``backend`` picks the ZeRO stages of the memory
+    table (the study ran on Gaudi: hpu)."""
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
     study = load_study(config)
@@ -191,11 +207,14 @@ def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops:
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
     loads = workloads(defaults, prepared)
     estimates = estimate_cells(study, hardware, loads)
+    memory = estimate_memory(study, hardware.devices, backend)
     return {
         "hardware": asdict(hardware),
         "workload": {stage: {"samples": w.samples, "source": w.source} for stage, w in loads.items()},
         "cells": [{**asdict(e), "total_flops": e.total_flops} for e in estimates],
-        "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads),
+        "memory": [m.as_dict() for m in memory],
+        "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads) + "\n\n"
+                    + memory_table(memory, backend),
     }
 
 

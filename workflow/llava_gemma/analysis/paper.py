@@ -15,9 +15,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.analysis.table1 import COLUMNS, DECIMALS, MISSING, format_number, to_markdown
+from llava_gemma.analysis.table1 import (
+    COLUMNS,
+    DECIMALS,
+    MISSING,
+    SPLITS,
+    TESTDEV_SUBMISSION,
+    format_number,
+    to_markdown,
+)
 
 PAPER_SOURCE = "Hinck et al., LLaVA-Gemma, arXiv 2404.01331, Table 1"
+# The split of each published number: the paper's VQAv2 column is test-dev (scored on EvalAI), ours val2014.
+PAPER_SPLITS = {**SPLITS, "vqav2": "test-dev"}
 
 
 def paper_table() -> pd.DataFrame:
@@ -56,14 +66,16 @@ def build_comparison(table1: pd.DataFrame, sources: dict[str, str | None]) -> pd
                          "ours_ci_low": row[f"{column}_ci_low"], "ours_ci_high": row[f"{column}_ci_high"],
                          "difference": ours - theirs,
                          "paper_in_interval": bool(row[f"{column}_ci_low"] <= theirs <= row[f"{column}_ci_high"]),
-                         "matched_by": how})
+                         "matched_by": how, "ours_split": SPLITS[column], "paper_split": PAPER_SPLITS[column]})
     return pd.DataFrame(rows, columns=["cell", "metric", "paper", "ours", "ours_ci_low", "ours_ci_high",
-                                       "difference", "paper_in_interval", "matched_by"])
+                                       "difference", "paper_in_interval", "matched_by", "ours_split", "paper_split"])
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> str:
     """Wide view: one row per cell, ``ours / paper (difference)`` per metric."""
     header = f"Ours beside the published numbers ({PAPER_SOURCE}): ours / paper (ours - paper).\n\n"
+    if not comparison.empty:
+        header += split_lines(c for c in COLUMNS if c in set(comparison["metric"]))
     if comparison.empty:
         return header + ("No cell of this grid matches a row of the paper "
                          "(neither its checkpoints nor its level names).\n")
@@ -76,6 +88,18 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
             entry[m] = _pair(by_metric.loc[m], m) if m in by_metric.index else MISSING
         wide.append(entry)
     return header + to_markdown(pd.DataFrame(wide))
+
+
+def split_lines(metrics) -> str:
+    """Which split each compared number is on; where ours and the paper's differ, said so."""
+    lines = []
+    for m in metrics:
+        if SPLITS[m] == PAPER_SPLITS[m]:
+            lines.append(f"- {m}: {SPLITS[m]} (both)")
+        else:
+            lines.append(f"- {m}: ours {SPLITS[m]}, paper {PAPER_SPLITS[m]}; not the same questions. The "
+                         f"{PAPER_SPLITS[m]} answers for EvalAI are in {TESTDEV_SUBMISSION}.")
+    return "Splits:\n" + "\n".join(lines) + "\n\n"
 
 
 def _pair(r: pd.Series, metric: str) -> str:

@@ -35,6 +35,24 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "mmvp": ("mmvp", "pair_accuracy"),
     "scienceqa_img": ("scienceqa_img", "accuracy"),
 }
+# The split (or set) each column's number is measured on, as this pipeline's loaders read them. VQAv2 is
+# scored on val2014 because test-dev answers are not public (the paper's column is test-dev, see
+# analysis/paper.py); the test-dev answers for EvalAI are written beside: TESTDEV_SUBMISSION.
+SPLITS: dict[str, str] = {
+    "gqa": "test-dev balanced",
+    "mme_cognition": "MME",
+    "mme_perception": "MME",
+    "mm_vet": "MM-Vet",
+    "pope_acc": "COCO val2014",
+    "pope_f1": "COCO val2014",
+    "vqav2": "val2014",
+    "mmvp": "MMVP",
+    "scienceqa_img": "test, image questions",
+}
+TESTDEV_SUBMISSION = "results/cells/<cell>/eval/vqav2_testdev/submission.json"
+SPLIT_NOTE = (f"Splits in brackets. VQAv2 is scored locally on val2014; the paper reports test-dev, which only "
+              f"EvalAI scores: upload {TESTDEV_SUBMISSION} (written when eval.benchmarks lists vqav2_testdev) to "
+              "the VQA Challenge's test-dev phase for that number.")
 # How the Markdown/LaTeX tables print a column: fractions with 3 decimals, points and percent with 1.
 DECIMALS = {"mme_cognition": 0, "mme_perception": 0, "mm_vet": 1, "vqav2": 1}
 FACTOR_COLUMNS = ["cell", "language_model", "vision_tower", "pretrain_connector"]
@@ -60,6 +78,7 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
             row[column] = metrics.get(key, math.nan)
             row[f"{column}_ci_low"] = metrics.get(f"{key}_ci_low", math.nan)
             row[f"{column}_ci_high"] = metrics.get(f"{key}_ci_high", math.nan)
+        row.update({f"{column}_split": SPLITS[column] for column in COLUMNS})
         rows.append(row)
     table = pd.DataFrame(rows)
     table["best_in"] = [";".join(c for c, best in zip(COLUMNS, marks) if best) for marks in _best_marks(table)]
@@ -116,7 +135,7 @@ def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) ->
     """Factor columns plus one ``value [interval]`` text column per benchmark column."""
     shown = table[FACTOR_COLUMNS].copy()
     for column in COLUMNS:
-        shown[column] = [format_cell(row, column, bold) for _, row in table.iterrows()]
+        shown[f"{column} [{SPLITS[column]}]"] = [format_cell(row, column, bold) for _, row in table.iterrows()]
     return shown
 
 
@@ -128,12 +147,12 @@ def to_latex(table: pd.DataFrame) -> str:
              " & ".join(names) + r" \\", r"\midrule"]
     for _, row in shown.iterrows():
         lines.append(" & ".join(str(v).replace("_", r"\_") for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}", "% " + SPLIT_NOTE]
     return "\n".join(lines) + "\n"
 
 
 def write_table1(table: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "table1.csv", index=False, float_format="%.4f")
-    (out_dir / "table1.md").write_text(to_markdown(table1_display(table)))
+    (out_dir / "table1.md").write_text(to_markdown(table1_display(table)) + "\n" + SPLIT_NOTE + "\n")
     (out_dir / "table1.tex").write_text(to_latex(table))

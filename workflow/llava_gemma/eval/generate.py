@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from llava_gemma.eval.benchmarks.base import Question
+from llava_gemma.eval.gaudi import StaticShapes
 from llava_gemma.model.images import load_padded, mean_colour
 
 
@@ -95,24 +96,41 @@ def batch_inputs(processor, questions: Sequence[Question], prompts: Sequence[str
     return out
 
 
+def question_order(processor, questions: Sequence[Question], prompts: Sequence[str]) -> list[int]:
+    """Image questions first, then text-only ones, each by prompt length, so a batch pads little.
+    Sorting by token length before expansion is the same order: <image> adds the same count to every row."""
+    lengths = [len(ids) for ids in processor.tokenizer(list(prompts))["input_ids"]]
+    return sorted(range(len(questions)), key=lambda i: (questions[i].image_path is None, lengths[i]))
+
+
 @torch.inference_mode()
+def answer_rows(model, processor, questions: Sequence[Question], prompts: Sequence[str], rows: Sequence[int],
+                pixels: PixelCache, max_new_tokens: int, static: StaticShapes | None = None) -> dict[int, str]:
+    """Greedy answers of one batch, by question index. Image and text-only questions never share a
+    generate call: the model pairs images with rows in order. ``static``: the HPU's static shapes."""
+    answers: dict[int, str] = {}
+    for has_image in (True, False):
+        part = [i for i in rows if (questions[i].image_path is not None) == has_image]
+        if not part:
+            continue
+        inputs = batch_inputs(processor, questions, prompts, part, pixels)
+        if static is not None:
+            inputs = static.pad(inputs, processor.tokenizer.pad_token_id)
+        inputs = _on_device(inputs, model)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             **(static.generate_kwargs if static is not None else {}))
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        for i, text in zip(part, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+            answers[i] = text.strip()
+    return answers
+
+
 def generate_answers(model, processor, questions: Sequence[Question], *, batch_size: int,
                      max_new_tokens: int, blind: bool = False) -> list[str]:
     pixels = PixelCache(processor.image_processor, blind)
     prompts = [chat_prompt(processor, q) for q in questions]
-    # Sorting by token length before expansion is the same order: <image> adds the same count to every row.
-    lengths = [len(ids) for ids in processor.tokenizer(prompts)["input_ids"]]
-    # Image and text-only questions never share a batch: the model pairs images with rows in order.
-    order = sorted(range(len(questions)), key=lambda i: (questions[i].image_path is None, lengths[i]))
     answers: list[str] = [""] * len(questions)
-    for batch in _batches(order, batch_size):
-        for has_image in (True, False):
-            rows = [i for i in batch if (questions[i].image_path is not None) == has_image]
-            if not rows:
-                continue
-            inputs = _on_device(batch_inputs(processor, questions, prompts, rows, pixels), model)
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-            new_tokens = out[:, inputs["input_ids"].shape[1]:]
-            for i, text in zip(rows, processor.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
-                answers[i] = text.strip()
+    for batch in _batches(question_order(processor, questions, prompts), batch_size):
+        for i, text in answer_rows(model, processor, questions, prompts, batch, pixels, max_new_tokens).items():
+            answers[i] = text
     return answers

@@ -98,8 +98,14 @@ def llava_config(text_config, vision_config, *, image_token_index: int, image_se
 
 
 def llava_shell(config: LlavaConfig) -> LlavaForConditionalGeneration:
-    """The model on the meta device: every shape and parameter count, no memory, no weights."""
-    with torch.device("meta"):
+    """The model on the meta device: every shape and parameter count, no memory, no weights.
+
+    Under ZeRO-3 transformers would wrap the shell's sub-models in ``deepspeed.zero.Init`` and
+    partition meta tensors; ``set_zero3_state`` is its own flag for "a zero.Init is already active",
+    which keeps the shell a plain meta module (the loaded parts that replace its halves are partitioned)."""
+    from transformers.modeling_utils import set_zero3_state
+
+    with torch.device("meta"), set_zero3_state():
         return LlavaForConditionalGeneration(config)
 
 
@@ -150,14 +156,19 @@ def set_trainable(model: LlavaForConditionalGeneration, stage: str) -> dict[str,
     return parameter_counts(model)
 
 
+def _numel(p: torch.nn.Parameter) -> int:
+    """Elements of a parameter, also when ZeRO-3 has partitioned it (then ``numel`` is 0 or a shard)."""
+    return getattr(p, "ds_numel", None) or p.numel()
+
+
 def parameter_counts(model: LlavaForConditionalGeneration) -> dict[str, int]:
     parts = {"language_model": model.model.language_model, "vision_tower": model.model.vision_tower,
              "connector": model.model.multi_modal_projector}
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    counts = {name: sum(_numel(p) for p in part.parameters()) for name, part in parts.items()}
     # Gemma ties lm_head to the input embeddings; count an untied head once.
     if model.lm_head.weight is not model.model.language_model.get_input_embeddings().weight:
-        counts["language_model"] += model.lm_head.weight.numel()
-    counts["trainable"] = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+        counts["language_model"] += _numel(model.lm_head.weight)
+    counts["trainable"] = sum(_numel(p) for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
     return counts
 
 

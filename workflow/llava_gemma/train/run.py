@@ -20,6 +20,7 @@ from transformers import set_seed
 from llava_gemma.config import StageConfig
 from llava_gemma.model.assemble import (
     assemble_llava,
+    image_side,
     image_token_count,
     load_connector,
     save_connector,
@@ -36,6 +37,7 @@ from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints,
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
 from llava_gemma.train.throughput import TokenCounter, throughput_metrics
 from llava_gemma.train.trainer_setup import make_trainer, training_arguments
+from llava_gemma.train.zero_image import attach_zero_image
 
 __all__ = ["run_stage", "training_arguments"]  # training_arguments lives in train/trainer_setup.py
 
@@ -47,22 +49,27 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     backend = resolve_backend(backend)
     traits = TRAITS[backend]
     ensure_single_process_env()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    skip_shared_memory_comm_build(backend, world_size)
+    # Built before the model: with ZeRO-3 in its DeepSpeed config, TrainingArguments registers the
+    # config with transformers (HfDeepSpeedConfig), so from_pretrained partitions each weight across
+    # the ranks while it loads instead of every rank holding the whole model first.
+    args = training_arguments(stage, work_dir, backend=backend, precision=precision, world_size=world_size,
+                              seed=seed, save_steps=save_steps, gradient_checkpointing=gradient_checkpointing,
+                              stage_name=stage_name)
+    start_distributed(args)
     set_seed(seed)  # before assembly: the fresh connector's initial weights come from this RNG
-    dtype = torch.float32  # master weights; bf16 autocast comes from the Trainer/DeepSpeed
-    model, processor = assemble_llava(lm_path, tower_path, dtype, attn_implementation=traits.attn_implementation)
+    model, processor = assemble_llava(lm_path, tower_path, load_dtype(precision),
+                                      attn_implementation=traits.attn_implementation)
     if connector_from is not None:
         load_connector(model, connector_from)
     counts = set_trainable(model, stage_name)
+    attach_zero_image(model, image_side(processor.image_processor))
     n_image_tokens = image_token_count(processor)
     dataset = PreparedDataset(data_dir / "data.parquet", image_root)
     collator = LlavaCollator(processor.image_processor, processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                              n_image_tokens, processor.tokenizer.pad_token_id,
                              length_buckets=length_buckets if traits.pads_to_buckets else None)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    skip_shared_memory_comm_build(backend, world_size)
-    args = training_arguments(stage, work_dir, backend=backend, precision=precision, world_size=world_size,
-                              seed=seed, save_steps=save_steps, gradient_checkpointing=gradient_checkpointing,
-                              stage_name=stage_name)
     trainer = make_trainer(backend, model=model, args=args, precision=precision, train_dataset=dataset,
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
                            connector_learning_rate=stage.connector_learning_rate)
@@ -105,6 +112,24 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                 f.write(json.dumps(entry) + "\n")
         discard_checkpoints(work_dir)  # outputs are written: a forced rerun must train afresh, not resume
     return metrics
+
+
+def start_distributed(args) -> None:
+    """torch.distributed and DeepSpeed's communication, now rather than when the Trainer starts:
+    ZeRO-3's partitioned loading reads the world size from DeepSpeed and checks the global batch
+    against it."""
+    _ = args.device  # accelerate's process group (torch.distributed) on every backend
+    if args.deepspeed:
+        import deepspeed
+
+        deepspeed.init_distributed()  # wraps the group above; no second rendezvous
+
+
+def load_dtype(precision: str) -> torch.dtype:
+    """The precision the weights are loaded in: the training precision. DeepSpeed's bf16 mode casts
+    the module to bf16 and keeps fp32 master copies of the trained parameters itself, so loading in
+    fp32 first would only double the host memory of every rank (about 39 GB for a 7B cell)."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def _final_loss(history: list[dict]) -> float | None:
