@@ -119,7 +119,8 @@ def test_readme_command_plans_what_its_text_says(command, request):
     elif isinstance(expected, str):  # one cell from scratch: its data and backbones, nothing of other cells
         assert {c for (_, c) in planned if c is not None} == {CELL}  # a skip cell needs no stage 1 either
         assert planned[("train_cell", CELL)] == 1 and planned[("evaluate_cell", CELL)] == 1
-        models = {job["wildcards"]["model"] for job in jobs if job["rule"].startswith("pretrain_toy")}
+        models = {job["wildcards"]["model"] for job in jobs
+                  if job["rule"] in ("pretrain_toy_vision_tower", "install_local_model")}
         assert {"2b", "clip"} <= models and "7b" not in models  # data preparation also reads every tower
         assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] == "prepare_dataset"} == {"instruct"}
     else:
