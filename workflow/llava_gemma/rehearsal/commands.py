@@ -25,7 +25,8 @@ def _run(a) -> dict:
 
 def add_commands(sub) -> None:
     """``rehearse build`` and ``rehearse serve`` (see rehearsal/build.py)."""
-    parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)")
+    parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)",
+                               description="loopback stand-ins of every source a config names (see README)")
     inner = parser.add_subparsers(dest="rehearse_command", required=True)
     build = inner.add_parser("build", help="generate tiny stand-ins of every model and download in their real layouts")
     build.add_argument("--config", default="config.yaml", help="the study config whose sources to stand in for")
