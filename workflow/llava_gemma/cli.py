@@ -73,7 +73,7 @@ def cmd_download_model(a) -> dict:
 def cmd_install_model(a) -> dict:
     from llava_gemma.data.local_model import install_local_model
 
-    return install_local_model(Path(a.source), Path(a.out))
+    return install_local_model(Path(a.folder), Path(a.out))
 
 
 def cmd_extract(a) -> dict:
@@ -277,7 +277,7 @@ ARG_HELP = {
     "raw": "the raw data folder (data/raw)",
     "repo": "hub repository id of the model to download (describe-study: the pipeline's checkout)",
     "archive": "the zip archive to unpack",
-    "source": "a checkpoint folder written by save_pretrained (config.json, *.safetensors, tokenizer)",
+    "folder": "a checkpoint folder written by save_pretrained (config.json, *.safetensors, tokenizer)",
     "into": "folder the archive's files go to",
     "mix": "LLaVA's llava_v1_5_mix665k.json (the OCR-VQA records it names)",
     "records": "the dataset's records (LLaVA JSON: chat.json or llava_v1_5_mix665k.json)",
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="random seed")
     add("download", cmd_download, "out")
     add("download-model", cmd_download_model, "repo", "out")
-    add("install-model", cmd_install_model, "source", "out")
+    add("install-model", cmd_install_model, "folder", "out")
     add("extract", cmd_extract, "archive", "into", "out")
     add("fetch-ocr-vqa", cmd_fetch_ocr_vqa, "mix", "into", "out").add_argument(
         "--dataset_json", default=None, help="OCR-VQA's dataset.json (source: urls)")

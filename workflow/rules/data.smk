@@ -71,7 +71,7 @@ rule install_local_model:
     benchmark:
         "benchmarks/install_model/{model}.tsv"
     shell:
-        "llava-gemma install-model --source {input} --out {output} > {log} 2>&1"
+        "llava-gemma install-model --folder {input} --out {output} > {log} 2>&1"
 
 
 rule extract_archive:
