@@ -105,11 +105,25 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     return report
 
 
-def _caption_pairs(chat_json: Path, images_zip: Path) -> list[tuple[Image.Image, str]]:
-    records = json.loads(chat_json.read_text())
+def _caption_pairs(chat_json: Path, images_zip: Path) -> tuple[list[tuple[Image.Image, str]], int]:
+    """(image, caption) of every usable record, and how many were skipped: the toy world holds a few
+    spoiled records on purpose (toy/spoiled.py), which a tower trains without, as `prepare` drops them."""
+    pairs, skipped = [], 0
     with zipfile.ZipFile(images_zip) as archive:
-        return [(Image.open(io.BytesIO(archive.read(r["image"]))).convert("RGB"), r["conversations"][1]["value"])
-                for r in records]
+        names = set(archive.namelist())
+        for r in json.loads(chat_json.read_text()):
+            turns = r.get("conversations") or []
+            if r.get("image") not in names or len(turns) < 2 or not isinstance(turns[1].get("value"), str):
+                skipped += 1
+                continue
+            try:
+                image = Image.open(io.BytesIO(archive.read(r["image"])))
+                image.load()
+            except (OSError, SyntaxError, ValueError):  # truncated or undecodable bytes
+                skipped += 1
+                continue
+            pairs.append((image.convert("RGB"), turns[1]["value"]))
+    return pairs, skipped
 
 
 def _tower_processor(spec: dict):
@@ -126,7 +140,7 @@ def pretrain_toy_vision_tower(chat_json: Path, images_zip: Path, tokenizer_dir: 
                               spec: dict, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     random.seed(seed)
-    pairs = _caption_pairs(chat_json, images_zip)
+    pairs, skipped = _caption_pairs(chat_json, images_zip)
     processor = _tower_processor(spec)
     pixels = processor([img for img, _ in pairs], return_tensors="pt").pixel_values
     vision = dict(image_size=spec["image_size"], patch_size=spec["patch_size"], hidden_size=spec["hidden_size"],
@@ -137,7 +151,8 @@ def pretrain_toy_vision_tower(chat_json: Path, images_zip: Path, tokenizer_dir: 
         losses, model = _train_dinov2(pixels, vision, spec["steps"], seed)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
-    return {"parameters": model.num_parameters(), "first_loss": losses[0], "final_loss": _tail_mean(losses)}
+    return {"parameters": model.num_parameters(), "first_loss": losses[0], "final_loss": _tail_mean(losses),
+            "pairs": len(pairs), "skipped_records": skipped}
 
 
 def _train_clip(pixels, captions, tokenizer_dir, vision: dict, steps: int, seed: int):
