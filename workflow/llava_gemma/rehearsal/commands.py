@@ -27,7 +27,8 @@ def add_commands(sub) -> None:
     """``rehearse build`` and ``rehearse serve`` (see rehearsal/build.py)."""
     parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)",
                                description="loopback stand-ins of every source a config names (see README)")
-    inner = parser.add_subparsers(dest="rehearse_command", required=True)
+    inner = parser.add_subparsers(dest="rehearse_command", required=True,
+                                  help="build the stand-ins, serve them, or serve them and run a study")
     build = inner.add_parser("build", help="generate tiny stand-ins of every model and download in their real layouts")
     build.add_argument("--config", default="config.yaml", help="the study config whose sources to stand in for")
     build.add_argument("--out", required=True, help="the mirror's folder")
