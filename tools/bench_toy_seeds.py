@@ -34,10 +34,9 @@ def run_seed(seed: int, work: Path, cores: int) -> pd.DataFrame:
                     "--directory", str(folder), "--configfile", str(folder / "toy.yaml")],
                    check=True, stdout=subprocess.DEVNULL, stderr=open(folder / "snakemake.log", "w"))
     minutes = (time.time() - start) / 60
-    table = pd.read_csv(folder / "results" / "report" / "table1.csv")
-    blind = pd.read_csv(folder / "results" / "report" / "blind_control.csv")
-    blind_pope = blind.set_index("cell").filter(like="pope").iloc[:, 0].rename("pope_blind")
-    out = table.set_index("cell")[["pope_acc"]].join(blind_pope)
+    control = pd.read_csv(folder / "results" / "report" / "blind_control.csv")  # cell, metric, seeing, blind, gap
+    out = control[control.metric == "pope_acc"].set_index("cell")[["seeing", "blind", "gap"]]
+    out.columns = ["pope_acc", "pope_blind", "gap"]
     out["seed"], out["minutes"] = seed, round(minutes, 1)
     return out
 
