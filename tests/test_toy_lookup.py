@@ -55,6 +55,12 @@ def test_answer_loss_weighs_every_example_alike():
     assert torch.isclose(loss, single / 2, atol=1e-4)
 
 
+def test_shipped_toy_lms_share_one_tokenizer():
+    """Data is tokenized once with tokenizer_from's tokenizer for both LMs, as Gemma 2B and 7B share one."""
+    files = {level: (folder / "tokenizer.model").read_bytes() for level, folder in SHIPPED.items()}
+    assert len(set(files.values())) == 1, f"the shipped LMs' tokenizers differ: {sorted(files)}"
+
+
 @pytest.mark.parametrize("level", sorted(SHIPPED))
 def test_shipped_toy_lm_answers_from_its_context(level):
     """Before any image is involved: balanced existence questions about held-out captions."""

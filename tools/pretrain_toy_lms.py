@@ -59,7 +59,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--retokenize", nargs=2, metavar=("LM_FOLDER", "TOKENIZER_FOLDER"),
+                    help="only move LM_FOLDER's embeddings to TOKENIZER_FOLDER's tokenizer (see retokenize)")
     args = ap.parse_args()
+    if args.retokenize:
+        print(json.dumps(retokenize(Path(args.retokenize[0]), Path(args.retokenize[1]))))
+        return
     toy = yaml.safe_load((ROOT / "toy.yaml").read_text())["toy_world"]
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp)
@@ -76,6 +81,37 @@ def main() -> None:
             (args.out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
             write_card(args.out / name, name, report, vocab=len(tokenizer))
             print(name, json.dumps(report), flush=True)
+
+
+def retokenize(folder: Path, tokenizer_folder: Path) -> dict:
+    """Give the LM in ``folder`` the tokenizer of ``tokenizer_folder`` (2B and 7B share one, as Gemma's do).
+
+    Each embedding row moves to the piece's id in the new vocabulary; a piece the old vocabulary lacks
+    gets the mean of the rows its text splits into. Used once, when the 7B LM had been trained in a
+    separate run whose toy world (and so tokenizer) differed in 10 of 1,000 pieces.
+    """
+    import torch
+    from transformers import AutoTokenizer, GemmaForCausalLM
+
+    from llava_gemma.toy.lookup import existence_accuracy
+
+    old, new = AutoTokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(tokenizer_folder)
+    model = GemmaForCausalLM.from_pretrained(folder)
+    rows = model.get_input_embeddings().weight.data
+    old_vocab, remapped = old.get_vocab(), torch.empty(len(new), rows.shape[1])
+    split = 0
+    for piece, index in new.get_vocab().items():
+        if piece in old_vocab:
+            remapped[index] = rows[old_vocab[piece]]
+        else:
+            split += 1
+            ids = old.encode(new.convert_tokens_to_string([piece]), add_special_tokens=False) or [old.unk_token_id]
+            remapped[index] = rows[ids].mean(0)
+    model.get_input_embeddings().weight.data = remapped
+    model.tie_weights()
+    model.save_pretrained(folder, safe_serialization=True)
+    new.save_pretrained(folder)
+    return {"pieces_split": split, "lookup_accuracy": existence_accuracy(model, new)}
 
 
 def write_card(folder: Path, name: str, report: dict, vocab: int) -> None:
