@@ -91,9 +91,8 @@ def retokenize(folder: Path, tokenizer_folder: Path) -> dict:
     separate run whose toy world (and so tokenizer) differed in 10 of 1,000 pieces.
     """
     import torch
-    from transformers import AutoTokenizer, GemmaForCausalLM
-
     from llava_gemma.toy.lookup import existence_accuracy
+    from transformers import AutoTokenizer, GemmaForCausalLM
 
     old, new = AutoTokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(tokenizer_folder)
     model = GemmaForCausalLM.from_pretrained(folder)
