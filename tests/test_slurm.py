@@ -180,7 +180,8 @@ def _assert_only_cell_changed(before: dict[str, int], after: dict[str, int], cel
     def allowed(path: str) -> bool:
         parts = Path(path).parts
         over_all_cells = parts[:2] == ("results", "report") and len(parts) == 3
-        of_this_cell = parts[:2] == ("results", "report") and Path(path).stem == cell
+        # results/report/relevancy/<cell>.json, results/report/model_cards/<cell>/README.md
+        of_this_cell = parts[:2] == ("results", "report") and (Path(path).stem == cell or cell in parts[2:])
         return path.startswith(f"results/cells/{cell}/") or over_all_cells or of_this_cell
 
     foreign = sorted(p for p in changed if not allowed(p))
