@@ -98,16 +98,19 @@ def cmd_fetch_ocr_vqa(a) -> dict:
 
 def cmd_prepare(a) -> dict:
     from llava_gemma.data.prepare import prepare_dataset
+    from llava_gemma.data.vocabulary import write_vocabulary
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
 
     tokenizer = prepare_tokenizer(a.tokenizer)
     # Length filtering counts the image tokens of the hungriest tower in the grid.
     image_tokens = max(image_token_count(build_processor(t, prepare_tokenizer(a.tokenizer))) for t in a.towers)
     s = _json(a.settings)
-    return prepare_dataset(Path(a.records), Path(a.image_root), tokenizer, Path(a.out), fmt=a.format,
-                           max_length=s["max_length"], image_tokens=image_tokens, default_source=a.source,
-                           max_drop_fraction=s["max_drop_fraction"], image_check=s.get("image_check", "decode"),
-                           workers=a.workers)
+    report = prepare_dataset(Path(a.records), Path(a.image_root), tokenizer, Path(a.out), fmt=a.format,
+                             max_length=s["max_length"], image_tokens=image_tokens, default_source=a.source,
+                             max_drop_fraction=s["max_drop_fraction"], image_check=s.get("image_check", "decode"),
+                             workers=a.workers)
+    write_vocabulary(Path(a.out), tokenizer, a.tokenizer)  # training checks its LM against it
+    return report
 
 
 def cmd_train(a) -> dict:

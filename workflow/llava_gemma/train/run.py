@@ -18,6 +18,7 @@ import torch
 from transformers import set_seed
 
 from llava_gemma.config import StageConfig
+from llava_gemma.data.vocabulary import check_vocabulary
 from llava_gemma.model.assemble import (
     assemble_llava,
     image_side,
@@ -63,6 +64,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                                       attn_implementation=traits.attn_implementation)
     if connector_from is not None:
         load_connector(model, connector_from)
+    check_vocabulary(data_dir, processor.tokenizer, lm_path)  # the data's ids mean this LM's pieces
     counts = set_trainable(model, stage_name)
     attach_zero_image(model, image_side(processor.image_processor))
     n_image_tokens = image_token_count(processor)
