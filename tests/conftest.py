@@ -51,11 +51,12 @@ def write_caption_set(root: Path, n: int = 24) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
     """A toy tokenizer, a tiny Gemma LM and tiny CLIP and DINOv2 towers, saved as HF folders."""
-    from llava_gemma.toy.pretrain import pretrain_toy_language_model, pretrain_toy_vision_tower
+    from llava_gemma.toy.pretrain import pretrain_toy_language_model
     from llava_gemma.toy.tokenizer import train_toy_tokenizer
+    from llava_gemma.toy.towers import pretrain_toy_vision_tower
 
     root = tmp_path_factory.mktemp("backbones")
-    chat, images = write_caption_set(root / "captions")
+    write_caption_set(root / "captions")
     lines = [f"a {c} circle." for c in COLOURS] * 5 + ["Is there a circle in the image? Yes No",
                                                        "Answer the question using a single word or phrase."]
     (root / "corpus.txt").write_text("\n".join(lines) + "\n")
@@ -63,7 +64,7 @@ def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
     paths = {"tokenizer": root / "tokenizer", "captions": root / "captions", "lm": root / "lm"}
     pretrain_toy_language_model(root / "corpus.txt", root / "tokenizer", root / "lm", TINY_LM)
     for name, spec in TINY_TOWERS.items():
-        pretrain_toy_vision_tower(chat, images, root / "tokenizer", root / name, spec)
+        pretrain_toy_vision_tower(root / "tokenizer", root / name, {**spec, "n_scenes": 16, "batch_size": 8})
         paths[name] = root / name
     return paths
 

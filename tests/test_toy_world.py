@@ -156,7 +156,12 @@ def test_pretrain_format_and_zip(toy: dict[str, Any]) -> None:
 def test_instruct_mix_format_and_answers(toy: dict[str, Any]) -> None:
     base = toy["root"] / "llava_instruct"
     records = _load(base / "llava_v1_5_mix665k.json")
-    assert len(records) == SPEC.n_instruct
+    # n_instruct conversations are drawn; a VQA-style image's questions are one record each
+    assert len(records) == toy["counts"]["instruct"] > SPEC.n_instruct
+    images = [r for r in records if "image" in r]
+    assert len({r["image"] for r in images}) == SPEC.n_instruct - round(SPEC.n_instruct * SPEC.text_only_fraction)
+    single = [r for r in images if len(r["conversations"]) == 2]
+    assert single and all("<image>\n" in r["conversations"][0]["value"] for r in single)
     assert all(isinstance(r["id"], str) for r in records) and len({r["id"] for r in records}) == len(records)
     text_only = [r for r in records if "image" not in r]
     assert len(text_only) == round(SPEC.n_instruct * SPEC.text_only_fraction) == toy["counts"]["instruct_text_only"]
@@ -168,8 +173,11 @@ def test_instruct_mix_format_and_answers(toy: dict[str, Any]) -> None:
             assert set(r) == {"id", "conversations"}
             assert not any("<image>" in t["value"] for t in conv)
             continue
-        # Up to 3 questions, 7 existence probes and a multiple-choice turn.
-        assert set(r) == {"id", "image", "conversations"} and 2 <= len(conv) // 2 <= 11
+        # A VQA-style question alone, or a conversation of 2-4 turns (a description and 3 questions).
+        assert set(r) == {"id", "image", "conversations"} and 1 <= len(conv) // 2 <= 4
+        if len(conv) == 2:
+            assert conv[0]["value"].endswith((SUFFIX, LETTER)) or "bounding box" in conv[0]["value"] or \
+                "region" in conv[0]["value"]
         assert any(re.fullmatch(p, r["image"]) for p in IMAGE_PATTERNS), r["image"]
         assert conv[0]["value"].startswith("<image>\n")
         assert sum(t["value"].count("<image>") for t in conv) == 1

@@ -41,11 +41,10 @@ def cmd_pretrain_toy_lm(a) -> dict:
 
 
 def cmd_pretrain_toy_tower(a) -> dict:
-    from llava_gemma.toy.pretrain import pretrain_toy_vision_tower
+    from llava_gemma.toy.towers import pretrain_toy_vision_tower
 
-    raw = Path(a.raw)
-    return pretrain_toy_vision_tower(raw / "llava_pretrain" / "chat.json", raw / "llava_pretrain" / "images.zip",
-                                     raw / "toy_text" / "tokenizer", Path(a.out), _json(a.settings), seed=a.seed)
+    return pretrain_toy_vision_tower(Path(a.raw) / "toy_text" / "tokenizer", Path(a.out), _json(a.settings),
+                                     seed=a.seed)
 
 
 def cmd_download(a) -> dict:
@@ -306,7 +305,7 @@ ARG_HELP = {
 DESCRIPTIONS = {
     "toy-world": "generate the toy world (scenes, captions, instructions, benchmarks) and its tokenizer",
     "pretrain-toy-lm": "pretrain a tiny Gemma-architecture LM on the toy world's text",
-    "pretrain-toy-tower": "pretrain a tiny CLIP or DINOv2 tower on the toy world's images",
+    "pretrain-toy-tower": "pretrain a tiny CLIP or DINOv2 tower on fresh toy scenes (toy/towers.py)",
     "download": "download one raw file (hub file or URL), resumable and checksummed",
     "download-model": "download a model repository from the hub into a folder",
     "install-model": "copy a checkpoint folder on disk (a `local:` source) into a folder, as a download would",

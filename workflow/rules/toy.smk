@@ -46,10 +46,10 @@ if STUDY.is_toy_world:
             "llava-gemma pretrain-toy-lm --raw data/raw --out {output} --seed {params.seed}"
             " --settings '{params.spec}' > {log} 2>&1"
 
+    # A tower renders its own scenes from the seed (toy/towers.py); it needs only the toy tokenizer.
     rule pretrain_toy_vision_tower:
         input:
             rules.generate_toy_world.output.text,
-            rules.generate_toy_world.output.pretrain_images,
         output:
             directory("data/models/{model}"),
         wildcard_constraints:

@@ -42,8 +42,8 @@ from transformers import (
     GemmaForCausalLM,
 )
 
-from llava_gemma.toy.pretrain import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
+from llava_gemma.toy.towers import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 TOWER_SIDE = 56  # px; patch 14 -> 4 x 4 = 16 image tokens
 # Gemma's own chat template (tokenizer_config.json of the -it repos), which the pipeline replaces by its own.
