@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def reduced_toy_config() -> dict:
     cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
-    cfg["grid"]["language_model"] = {"2b": cfg["grid"]["language_model"]["2b"]}
-    for src in cfg["grid"]["vision_tower"].values():  # the LMs are the shipped ones (models/)
-        src["toy"]["steps"] = 20
+    grid = {f["factor"]: f["levels"] for f in cfg["grid"]}
+    grid["language_model"] = {"2b": grid["language_model"]["2b"]}
+    cfg["grid"] = [{"factor": name, "levels": levels} for name, levels in grid.items()]
+    for level in grid["vision_tower"].values():  # the LMs are the shipped ones (models/)
+        level["vision_tower"]["toy"]["steps"] = 20
     cfg["toy_world"].update(n_pretrain=120, n_instruct=120, n_pope_images=6, n_gqa_questions=18)
     for stage in ("stage1", "stage2"):
         cfg["train"][stage]["max_steps"] = 3

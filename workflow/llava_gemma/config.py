@@ -16,7 +16,16 @@ from typing import Any
 import yaml
 
 from llava_gemma.errors import UserError
-from llava_gemma.recipe import Cell, RecipeError, Resolved, derived_models, factors_of, model_names, resolve, stage1_names
+from llava_gemma.recipe import (
+    Cell,
+    RecipeError,
+    Resolved,
+    derived_models,
+    factors_of,
+    model_names,
+    resolve,
+    stage1_names,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 __all__ = ["Cell", "ConfigError", "StageConfig", "StudyConfig", "validate_config"]
@@ -209,14 +218,14 @@ def _check_references(raw: dict, source: str) -> None:
     study = StudyConfig(raw)
     try:
         owner_check(study.factors)
-        cells = study.cells
+        _ = study.cells  # resolves every cell's recipe: a level that cannot run fails here
     except (RecipeError, ConfigError, UserError) as err:
         raise ConfigError(f"Invalid config {source}: {str(err).removeprefix('Invalid config: ')}") from None
     if raw["tokenizer_from"] not in study.language_models:
         raise ConfigError(
             f"Invalid config {source}: tokenizer_from {raw['tokenizer_from']!r} is not a language model of the "
             f"grid ({', '.join(study.language_models)}); name the level whose language_model tokenizes the data.")
-    _check_stages(raw, source, study, cells)
+    _check_stages(raw, source)
     from llava_gemma.eval.benchmarks import BENCHMARKS
 
     for name in raw["eval"]["benchmarks"]:
@@ -224,19 +233,20 @@ def _check_references(raw: dict, source: str) -> None:
             raise ConfigError(f"Invalid config {source}: eval.benchmarks.{name} is not implemented yet "
                               f"(available: {', '.join(sorted(BENCHMARKS))}); remove it.")
 
-def _check_stages(raw: dict, source: str, study: StudyConfig, cells: list[Cell]) -> None:
+def _check_stages(raw: dict, source: str) -> None:
+    """Every stage's batch plan: the config's own, and each level's that overrides a stage setting."""
     from llava_gemma.train.batch_plan import BatchSizeError, plan_batch
 
-    for cell in cells:
-        recipe = study.recipe(cell)
-        for which in ("stage1", "stage2"):
-            st = recipe["train"][which]
-            try:  # one node's devices here; the run checks again with the real process count
-                plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"],
-                           stage=which)
-            except BatchSizeError as err:
-                where = "" if cell is cells[0] else f" (cell {cell.cell})"
-                raise ConfigError(f"Invalid config {source}{where}: {err}") from None
+    stages = [("", which, raw["train"][which]) for which in ("stage1", "stage2")]
+    for i, factor in enumerate(raw["grid"]):
+        for level, overrides in factor["levels"].items():
+            stages += [(f"grid[{i}].levels.{level}.train: ", which, {**raw["train"][which], **settings})
+                       for which, settings in overrides.get("train", {}).items()]
+    for where, which, st in stages:
+        try:  # one node's devices here; the run checks again with the real process count
+            plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"], stage=which)
+        except BatchSizeError as err:
+            raise ConfigError(f"Invalid config {source}: {where}{err}") from None
     buckets = raw["train"].get("length_buckets")
     if buckets and max(buckets) < raw["data"]["max_length"]:
         raise ConfigError(f"Invalid config {source}: train.length_buckets {buckets} cannot hold a sample of "

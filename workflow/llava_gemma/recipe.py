@@ -186,8 +186,8 @@ def resolve(factors: list[Factor], levels: dict[str, str], train: dict, models: 
         tower = models[settings["vision_tower"]]["source"]
         if "toy" not in tower:
             raise RecipeError(
-                f"{origin['image_size']}.image_size: only a toy tower is built at a chosen size; a hub or local tower's "
-                "resolution is fixed by its checkpoint (position embeddings and image processor), so make a level "
+                f"{origin['image_size']}.image_size: only a toy tower is built at a chosen size; a hub or local "
+                "tower's resolution is fixed by its checkpoint (position embeddings, image processor), so make a level "
                 "whose vision_tower is a checkpoint of that resolution instead.")
         if tower["toy"]["image_size"] != settings["image_size"]:
             settings["vision_tower"] = f"{settings['vision_tower']}-{settings['image_size']}px"

@@ -151,7 +151,7 @@ def _cost_rank(study: StudyConfig) -> dict[str, int]:
         for cell in study.cells:
             stage1 = stage_flops(study, cell, "stage1", loads["stage1"]) if cell.pretrains_connector else 0.0
             cost[cell.cell] = stage1 + stage_flops(study, cell, "stage2", loads["stage2"])
-    except Exception:  # noqa: BLE001 - priorities are an optimisation; the DAG must still build
+    except Exception:
         cost = {cell.cell: i for i, cell in enumerate(study.cells)}
     order = sorted(cost, key=lambda c: (cost[c], list(cost).index(c)))
     return {c: i for i, c in enumerate(order)}

@@ -84,8 +84,8 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     recipe = {k: v for k, v in (("connector", connector if connector != "mlp2x_gelu" else None),
                                 ("stage2_trains", stage2_trains), ("instruct_sources", instruct_sources)) if v}
     identity = run_identity({"stage_name": stage_name, "stage": asdict(stage), "seed": seed, "precision": precision,
-                             "backend": backend, **recipe}, [lm_path, tower_path, data_dir / "data.parquet", connector_from],
-                            world_size)
+                             "backend": backend, **recipe},
+                            [lm_path, tower_path, data_dir / "data.parquet", connector_from], world_size)
     trainer.add_callback(ManifestCallback(identity))
     resume = prepare_resume(work_dir, identity, is_main=trainer.is_world_process_zero())
     counter = TokenCounter(model)
