@@ -88,13 +88,15 @@ class Cell:
         return dict(self.levels)[factor]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "cell": self.cell, "replicate": self.replicate, "levels": dict(self.levels),
+        # Levels as [factor, level] pairs: JSON settings are written with sorted keys, and the order names the cell.
+        return {"name": self.name, "cell": self.cell, "replicate": self.replicate,
+                "levels": [list(pair) for pair in self.levels],
                 "language_model": self.language_model, "vision_tower": self.vision_tower,
                 "connector": self.connector, "stage1": self.stage1, "architecture": self.architecture}
 
     @classmethod
     def from_dict(cls, d: dict) -> Cell:
-        return cls(d["language_model"], d["vision_tower"], d["connector"], tuple(d["levels"].items()),
+        return cls(d["language_model"], d["vision_tower"], d["connector"], tuple(map(tuple, d["levels"])),
                    d["stage1"], d["replicate"], d.get("architecture", "mlp2x_gelu"))
 
     @classmethod

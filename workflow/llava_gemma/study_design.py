@@ -15,10 +15,10 @@ def choose_design(factors: dict[str, list[str]], design: str | dict | list = "fu
 
 def write_design(settings: dict, out: Path) -> dict:
     """results/report/design.md: the design's table and aliasing, and the runs its replicates make."""
-    design = choose_design(settings["factors"], settings.get("design", "full"))
+    design = choose_design(dict(settings["factors"]), settings.get("design", "full"))
     replicates = settings.get("replicates", 1)
     runs = settings.get("runs", [])
-    text = "# Design\n\n" + design.to_markdown().rstrip("\n") + "\n\n"
+    text = design.to_markdown().rstrip("\n") + "\n\n"
     text += (f"Replicates: {replicates} per cell (replicate k > 1 of a cell is the run <cell>_r<k>, trained with "
              f"seed train.seed + k - 1); {len(runs)} training runs in all.\n")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ rule write_design:
     output:
         report("results/report/design.md", caption="../report/design.rst", category="Study"),
     params:
-        settings=settings(dict(factors={f.name: list(f.levels) for f in STUDY.factors},
+        # Factors as [name, levels] pairs: settings are written with sorted keys, and their order gives the letters.
+        settings=settings(dict(factors=[[f.name, list(f.levels)] for f in STUDY.factors],
                                design=config.get("design", "full"), replicates=STUDY.replicates,
                                runs=[c.name for c in CELLS.values()])),
     priority: 1000
