@@ -141,3 +141,50 @@ def test_example_dry_run_plans_the_half_fraction_with_replicates(tmp_path):
     assert stats["train_cell"] == "16"       # 8 cells x 2 replicates
     assert stats["evaluate_cell"] == "16" and stats["write_design"] == "1"
     assert "results/cells/2b_clip_skip_linear_r2/model" in done.stdout
+
+
+def replicated_runs(tmp_path: Path) -> tuple[StudyConfig, Path]:
+    """The toy grid with a fourth factor, two replicates, and fake per-question records for every run."""
+    import json
+
+    raw = with_factor("toy.yaml", "projector", {"mlp": {}, "linear": {"connector": "linear"}})
+    raw["design"], raw["replicates"] = {"fractional": {"generators": ["D = ABC"]}}, 2
+    s = study(raw)
+    cells_dir = tmp_path / "cells"
+    for run in s.runs:
+        good = 40 + 10 * (run.level("vision_tower") == "dinov2") + run.replicate  # dinov2 +0.10; seeds move 1 point
+        folder = cells_dir / run.name / "eval" / "gqa"
+        folder.mkdir(parents=True)
+        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": q, "correct": q < good}) + "\n"
+                                                      for q in range(100)))
+        (folder / "metrics.json").write_text(json.dumps({"accuracy": good / 100, "accuracy_ci_low": good / 100 - 0.1,
+                                                         "accuracy_ci_high": good / 100 + 0.1}))
+    return s, cells_dir
+
+
+def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
+    import math
+
+    from llava_gemma.analysis.table1 import build_table1, write_table1
+
+    s, cells_dir = replicated_runs(tmp_path)
+    table = build_table1(s.runs, ["gqa"], cells_dir)
+    assert len(table) == 8 and set(table["replicates"]) == {2}
+    row = table.set_index("cell").loc["2b_dinov2_pretrain_linear"]
+    assert (row["gqa"], row["gqa_ci_low"]) == pytest.approx((0.515, 0.415))  # mean of 0.51, 0.52; mean interval
+    assert math.isclose(row["gqa_replicate_sd"], 0.00707, rel_tol=1e-2) and row["projector"] == "linear"
+    write_table1(table, tmp_path / "report")
+    text = (tmp_path / "report" / "table1.md").read_text()
+    assert "0.515 [0.415, 0.615] ±0.007" in text and "between-replicate standard deviation" in text
+
+
+def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
+    from llava_gemma.analysis.run_effects import build_run_effects
+
+    s, cells_dir = replicated_runs(tmp_path)
+    factors = {f.name: list(f.levels) for f in s.factors}
+    effects = build_run_effects(s.runs, ["gqa"], cells_dir, factors, s.raw["design"]).set_index("factor")
+    assert set(effects["n_runs"]) == {16}
+    assert effects.loc["vision_tower", "estimate"] == pytest.approx(0.10)
+    assert abs(effects.loc["projector", "estimate"]) < 1e-9
+    assert "language_model" in effects.loc["projector", "note"]  # D is aliased with ABC

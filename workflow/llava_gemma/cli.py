@@ -187,8 +187,16 @@ def cmd_blind_report(a) -> dict:
 
 def cmd_effects(a) -> dict:
     from llava_gemma.analysis.effects import build_effects, write_effects
+    from llava_gemma.analysis.run_effects import build_run_effects
 
-    return _write_report_table(a, build_effects, write_effects)
+    s = _json(a.settings)
+    if "factors" not in s:  # paper-grid cell names only: the three factors, one run per cell
+        return _write_report_table(a, build_effects, write_effects)
+    effects = build_run_effects(_cells(a), s["benchmarks"], Path(a.cells_dir), dict(s["factors"]),
+                                s.get("design", "full"))
+    write_effects(effects, Path(a.out))
+    print(effects.to_string(index=False))
+    return {"rows": len(effects)}
 
 
 def _cells(a) -> list:

@@ -170,12 +170,10 @@ def train_settings(stage, cell=None):
 
 
 def train_priority(cell):
-    """Cheapest informative runs first: every cell's replicate 1 before any replicate 2, and within a
-    replicate the cells in order of predicted cost (analysis/plan.py; design order when unknown)."""
-    from llava_gemma.analysis.plan import cost_rank
+    """Cheapest informative runs first: every cell's replicate 1 before any replicate 2, cheaper cells first."""
+    from llava_gemma.run_order import train_priority as priority
 
-    ranks = cost_rank(STUDY)
-    return (STUDY.replicates - cell.replicate) * len(ranks) + (len(ranks) - ranks[cell.cell])
+    return priority(STUDY, cell)
 
 
 def smoke_settings(stage, steps=5):

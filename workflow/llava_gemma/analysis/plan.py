@@ -6,8 +6,7 @@ checkpoints through their shipped architectures, ``local`` folders through their
 models through their spec. A stage-1 run is counted once, on the first run that needs it (cells with
 equal stage-1 settings share it). Workloads are the documented estimates of ``analysis/estimate.py``
 for downloaded data (the toy world's own sizes for a toy study) unless prepared data are given.
-The same figures order the training jobs (``cost_rank``): Snakemake priorities start the cheapest
-cells first, and every cell's first replicate before any second one.
+Snakemake priorities order the training jobs by a cheaper cost model of the same kind (run_order.py).
 """
 
 from __future__ import annotations
@@ -130,31 +129,6 @@ def plan_rows(study: StudyConfig, hardware: Hardware, loads: dict[str, StageWork
                      "stage1_flops": stage1, "stage2_flops": stage2, "flops": stage1 + stage2,
                      "hours": hardware.hours(stage1 + stage2)})
     return rows
-
-
-_RANKS: dict[int, dict[str, int]] = {}
-
-
-def cost_rank(study: StudyConfig) -> dict[str, int]:
-    """Cached per study object (Snakemake asks once per job): see ``_cost_rank``."""
-    if id(study) not in _RANKS:
-        _RANKS[id(study)] = _cost_rank(study)
-    return _RANKS[id(study)]
-
-
-def _cost_rank(study: StudyConfig) -> dict[str, int]:
-    """Cell name -> 0 for the cheapest cell (both stages, its own stage-1 run counted), 1 for the next...;
-    design order when the FLOPs cannot be computed (a model the shapes do not know)."""
-    try:
-        loads = study_workloads(study)
-        cost = {}
-        for cell in study.cells:
-            stage1 = stage_flops(study, cell, "stage1", loads["stage1"]) if cell.pretrains_connector else 0.0
-            cost[cell.cell] = stage1 + stage_flops(study, cell, "stage2", loads["stage2"])
-    except Exception:
-        cost = {cell.cell: i for i, cell in enumerate(study.cells)}
-    order = sorted(cost, key=lambda c: (cost[c], list(cost).index(c)))
-    return {c: i for i, c in enumerate(order)}
 
 
 def load_configs(paths: list[str | Path]) -> StudyConfig:
