@@ -175,7 +175,7 @@ def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
     assert math.isclose(row["gqa_replicate_sd"], 0.00707, rel_tol=1e-2) and row["projector"] == "linear"
     write_table1(table, tmp_path / "report")
     text = (tmp_path / "report" / "table1.md").read_text()
-    assert "0.515 [0.415, 0.615] ±0.007" in text and "between-replicate standard deviation" in text
+    assert "**0.515** [0.415, 0.615] ±0.007" in text and "between-replicate standard deviation" in text
 
 
 def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
