@@ -188,3 +188,13 @@ def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
     assert effects.loc["vision_tower", "estimate"] == pytest.approx(0.10)
     assert abs(effects.loc["projector", "estimate"]) < 1e-9
     assert "language_model" in effects.loc["projector", "note"]  # D is aliased with ABC
+
+
+def test_priorities_start_every_first_replicate_and_cheaper_cells_first():
+    from llava_gemma.run_order import train_priority
+
+    s = study(load("examples/toy-design.yaml"))
+    priority = {r.name: train_priority(s, r) for r in s.runs}
+    assert min(p for n, p in priority.items() if not n.endswith("_r2")) > max(
+        p for n, p in priority.items() if n.endswith("_r2"))
+    assert priority["2b_clip_skip_linear"] > priority["2b_clip_pretrain_mlp"] > priority["7b_clip_skip_mlp"]
