@@ -29,7 +29,7 @@ def test_shipped_configs_are_valid_and_make_eight_cells(name):
 
 def test_a_third_tower_is_a_config_edit():
     raw = load("config.yaml")
-    raw["grid"]["vision_tower"]["siglip"] = {"hub": "google/siglip-so400m-patch14-384"}
+    raw["grid"][1]["levels"]["siglip"] = {"vision_tower": {"hub": "google/siglip-so400m-patch14-384"}}
     validate_config(raw)
     assert len(StudyConfig(raw).cells) == 12
 
@@ -49,12 +49,13 @@ def broken(path: list, value, base: str = "config.yaml") -> dict:
 @pytest.mark.parametrize(("path", "value", "expected"), [
     (["train", "stage1", "learnig_rate"], 0.1, "unknown key 'train.stage1.learnig_rate'"),
     (["train", "stage1", "learning_rate"], "fast", "train.stage1.learning_rate: 'fast' is not of type 'number'"),
-    (["grid", "connector"], ["pretrain", "maybe"], "grid.connector.1: 'maybe' is not one of"),
-    (["tokenizer_from"], "13b", "tokenizer_from '13b' is not a level of grid.language_model"),
+    (["grid", 2, "levels", "skip", "pretrain_connector"], "maybe",
+     "grid[2].levels.skip.pretrain_connector: 'maybe' is not of type 'boolean'"),
+    (["tokenizer_from"], "13b", "tokenizer_from '13b' is not a language model of the grid"),
     (["eval", "benchmarks", "gqa"], KeyError, None),
     (["train", "backend"], "tpu", "train.backend: 'tpu' is not one of"),
     (["train", "stage2", "global_batch_size"], 100, "train.stage2.global_batch_size 100 is not a multiple"),
-    (["grid", "language_model", "2b"], {"hf": "google/gemma-2b-it"}, "grid.language_model.2b"),
+    (["grid", 0, "levels", "2b", "language_model"], {"hf": "google/gemma-2b-it"}, "grid[0].levels.2b.language_model"),
 ])
 def test_bad_config_names_the_key(path, value, expected):
     raw = broken(path, value)
@@ -70,9 +71,10 @@ def test_bad_config_names_the_key(path, value, expected):
 
 def test_toy_model_settings_are_checked():
     raw = yaml.safe_load((ROOT / "toy.yaml").read_text())  # a tower trained by the workflow, badly specified
-    raw["grid"]["vision_tower"]["clip"] = {"toy": dict(architecture="resnet", image_size=48, patch_size=16,
-                                                       hidden_size=96, num_layers=4, num_heads=4, steps=10)}
-    with pytest.raises(ConfigError, match=r"grid\.vision_tower\.clip\.toy\.architecture: 'resnet' is not one of"):
+    raw["grid"][1]["levels"]["clip"] = {"vision_tower": {"toy": dict(
+        architecture="resnet", image_size=48, patch_size=16, hidden_size=96, num_layers=4, num_heads=4, steps=10)}}
+    with pytest.raises(ConfigError,
+                       match=r"grid\[1\]\.levels\.clip\.vision_tower\.toy\.architecture: 'resnet' is not one of"):
         validate_config(raw)
 
 

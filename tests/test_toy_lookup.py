@@ -13,8 +13,9 @@ from llava_gemma.toy import lookup
 from llava_gemma.toy import scenes as sc
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {level: ROOT / src["local"] for level, src in
-           yaml.safe_load((ROOT / "toy.yaml").read_text())["grid"]["language_model"].items()}
+SHIPPED = {level: ROOT / over["language_model"]["local"]
+           for factor in yaml.safe_load((ROOT / "toy.yaml").read_text())["grid"]
+           for level, over in factor["levels"].items() if "language_model" in over}
 
 
 def test_existence_questions_are_balanced_per_shape():

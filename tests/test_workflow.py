@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def reduced_toy_config() -> dict:
     cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
-    cfg["grid"]["language_model"] = {"2b": cfg["grid"]["language_model"]["2b"]}
+    grid = {f["factor"]: f["levels"] for f in cfg["grid"]}
+    grid["language_model"] = {"2b": grid["language_model"]["2b"]}  # the shipped LMs and towers (models/)
+    cfg["grid"] = [{"factor": name, "levels": levels} for name, levels in grid.items()]
     cfg["toy_world"].update(n_pretrain=120, n_instruct=120, n_pope_images=6, n_gqa_questions=18)
     for stage in ("stage1", "stage2"):
         cfg["train"][stage]["max_steps"] = 3
@@ -68,8 +70,9 @@ def seeing_cell_config() -> dict:
     """One toy cell (2B, CLIP, no stage 1) trained by toy.yaml's full stage 2 on a smaller toy world,
     evaluated on toy POPE only, with and without its images."""
     cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
-    cfg["grid"] = {"language_model": {"2b": cfg["grid"]["language_model"]["2b"]},
-                   "vision_tower": {"clip": cfg["grid"]["vision_tower"]["clip"]}, "connector": ["skip"]}
+    grid = {f["factor"]: f["levels"] for f in cfg["grid"]}
+    keep = {"language_model": "2b", "vision_tower": "clip", "connector": "skip"}
+    cfg["grid"] = [{"factor": name, "levels": {keep[name]: grid[name][keep[name]]}} for name in keep]
     cfg["toy_world"].update(n_pretrain=40, n_instruct=1000, n_pope_images=20, n_gqa_questions=18)
     cfg["eval"]["benchmarks"] = {"pope": {}}
     cfg["eval"]["blind_control"] = ["pope"]

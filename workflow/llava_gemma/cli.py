@@ -117,7 +117,8 @@ def cmd_train(a) -> dict:
     from llava_gemma.train.run import run_stage
 
     s = _json(a.settings)
-    return run_stage(a.stage, StageConfig(**s["stage"]), lm_path=Path(a.lm), tower_path=Path(a.tower),
+    recipe = {k: s[k] for k in ("connector", "stage2_trains", "instruct_sources") if k in s}
+    return run_stage(a.stage, StageConfig(**s["stage"]), **recipe, lm_path=Path(a.lm), tower_path=Path(a.tower),
                      data_dir=Path(a.data), image_root=Path(a.image_root), out_dir=Path(a.out),
                      work_dir=Path(a.work), backend=s["backend"], precision=s["precision"], seed=s["seed"],
                      save_steps=s["save_steps"], connector_from=Path(a.connector) if a.connector else None,
@@ -158,10 +159,8 @@ def cmd_evaluate_cell(a) -> dict:
 
 
 def _write_report_table(a, build, write) -> dict:
-    from llava_gemma.config import Cell
-
     s = _json(a.settings)
-    table = build([Cell.parse(c) for c in s["cells"]], s["benchmarks"], Path(a.cells_dir))
+    table = build(_cells(a), s["benchmarks"], Path(a.cells_dir))
     write(table, Path(a.out))
     print(table.to_string(index=False))
     return {"rows": len(table)}
@@ -187,14 +186,23 @@ def cmd_blind_report(a) -> dict:
 
 def cmd_effects(a) -> dict:
     from llava_gemma.analysis.effects import build_effects, write_effects
+    from llava_gemma.analysis.run_effects import build_run_effects
 
-    return _write_report_table(a, build_effects, write_effects)
+    s = _json(a.settings)
+    if "factors" not in s:  # paper-grid cell names only: the three factors, one run per cell
+        return _write_report_table(a, build_effects, write_effects)
+    effects = build_run_effects(_cells(a), s["benchmarks"], Path(a.cells_dir), dict(s["factors"]),
+                                s.get("design", "full"))
+    write_effects(effects, Path(a.out))
+    print(effects.to_string(index=False))
+    return {"rows": len(effects)}
 
 
 def _cells(a) -> list:
+    """The settings' runs: as the workflow writes them (dicts), or paper-grid cell names."""
     from llava_gemma.config import Cell
 
-    return [Cell.parse(c) for c in _json(a.settings)["cells"]]
+    return [Cell.from_dict(c) if isinstance(c, dict) else Cell.parse(c) for c in _json(a.settings)["cells"]]
 
 
 def cmd_speed(a) -> dict:
@@ -247,6 +255,20 @@ def cmd_estimate(a) -> dict | None:
     if a.json:
         return estimate
     print(estimate["markdown"])
+    return None  # the Markdown table is the output
+
+
+def cmd_design(a) -> dict:
+    from llava_gemma.study_design import write_design
+
+    return write_design(_json(a.settings), Path(a.out))
+
+
+def cmd_plan(a) -> None:
+    from llava_gemma.analysis.plan import run_plan
+
+    print(run_plan(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
+                   prepared=[Path(x) for x in a.prepared]))
     return None  # the Markdown table is the output
 
 
@@ -324,6 +346,8 @@ DESCRIPTIONS = {
     "data-filter": "summarise what data preparation dropped, by reason",
     "relevancy": "compute one cell's relevancy maps for the configured examples",
     "relevancy-figure": "draw every cell's relevancy maps into one figure",
+    "design": "write the study's design (cells, replicates, aliasing, resolution) as Markdown (design.md)",
+    "plan": "every cell and replicate of a study with its predicted training FLOPs and hours, and the total",
     "describe-study": "the report's study metadata: config files, commit, library versions, date",
     "model-card": "write a cell's model card (README.md in the hub's format), with metrics when given",
     "ask": "ask a cell a question about an image and print its greedy answer",
@@ -391,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("relevancy", cmd_relevancy, "model", "data", "out")
     add("relevancy-figure", cmd_relevancy_figure, "out").add_argument(
         "--maps", nargs="+", required=True, help="the cells' relevancy JSON files (results/report/relevancy/*.json)")
+    add("design", cmd_design, "out")
     add("describe-study", cmd_describe_study, "repo", "out")
     add("model-card", cmd_model_card, "out").add_argument(
         "--eval_dir", default=None, help="the cell's eval folder (results/cells/<cell>/eval): add its metrics")
@@ -416,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--backend", default="hpu", choices=("cpu", "cuda", "hpu"),
                           help="whose ZeRO stages the memory table uses (default hpu, as the study ran)")
     estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
+    plan = command("plan", cmd_plan)
+    plan.add_argument("--configfile", nargs="+", default=["config.yaml"],
+                      help="study config(s), merged in order as snakemake --configfile does (default: config.yaml)")
+    plan.add_argument("--devices", type=int, default=None, help="devices (default: the config's train.devices)")
+    plan.add_argument("--peak-tflops", type=float, default=None,
+                      help="dense peak per device (default: train.peak_tflops, a known device's, else Gaudi 2's)")
+    plan.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to predict hours at")
+    plan.add_argument("--prepared", nargs="*", default=[],
+                      help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the estimates")
     return p
 
 

@@ -7,50 +7,32 @@ end in one sentence that names the key and the fix.
 
 from __future__ import annotations
 
-import itertools
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llava_gemma.errors import UserError
+from llava_gemma.recipe import (
+    Cell,
+    RecipeError,
+    Resolved,
+    derived_models,
+    factors_of,
+    model_names,
+    resolve,
+    stage1_names,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-FACTORS = ("language_model", "vision_tower", "connector")
+__all__ = ["Cell", "ConfigError", "StageConfig", "StudyConfig", "validate_config"]
 
 
 class ConfigError(UserError, ValueError):
     """A config the pipeline cannot run; the message names the key and the fix."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One point of the grid: a language model, a vision tower, and whether stage 1 runs."""
-
-    language_model: str
-    vision_tower: str
-    connector: str  # "pretrain" | "skip"
-
-    @property
-    def name(self) -> str:
-        return f"{self.language_model}_{self.vision_tower}_{self.connector}"
-
-    @property
-    def pair(self) -> str:
-        """The stage-1 run this cell starts from (if it pretrains its connector)."""
-        return f"{self.language_model}_{self.vision_tower}"
-
-    @property
-    def pretrains_connector(self) -> bool:
-        return self.connector == "pretrain"
-
-    @classmethod
-    def parse(cls, name: str) -> Cell:
-        parts = name.split("_")
-        if len(parts) != 3:
-            raise ConfigError(f"cell name {name!r} is not <language_model>_<vision_tower>_<pretrain|skip>.")
-        return cls(*parts)
 
 
 @dataclass(frozen=True)
@@ -77,21 +59,77 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """The study a config describes: its factors, the design's cells, their replicates and recipes."""
+
     raw: dict[str, Any]
+
+    @cached_property
+    def factors(self):
+        return factors_of(self.raw["grid"])
+
+    @cached_property
+    def design(self):
+        """The chosen cells (level per factor) and, when the design module is present, their aliasing."""
+        from llava_gemma.study_design import choose_design
+
+        return choose_design({f.name: list(f.levels) for f in self.factors}, self.raw.get("design", "full"))
+
+    @cached_property
+    def _recipes(self) -> tuple[list[dict[str, str]], list[Resolved], dict[str, dict], list[str | None]]:
+        declared = model_names(self.factors)
+        chosen = [dict(c) for c in self.design.cells]
+        try:
+            resolved = [resolve(self.factors, levels, self.raw["train"], declared) for levels in chosen]
+        except RecipeError as err:
+            raise ConfigError(str(err)) from None
+        return chosen, resolved, derived_models(self.factors, resolved, declared), \
+            stage1_names(self.factors, chosen, resolved)
+
+    @property
+    def replicates(self) -> int:
+        return self.raw.get("replicates", 1)
+
+    @cached_property
+    def cells(self) -> list[Cell]:
+        """The design's cells (replicate 1 of each), in design order."""
+        chosen, resolved, _, stage1 = self._recipes
+        return [Cell(r.settings["language_model"], r.settings["vision_tower"],
+                     "pretrain" if r.settings["pretrain_connector"] else "skip",
+                     tuple((f.name, levels[f.name]) for f in self.factors), s1, 1, r.settings["connector"])
+                for levels, r, s1 in zip(chosen, resolved, stage1)]
+
+    @cached_property
+    def runs(self) -> list[Cell]:
+        """Every training run: replicate 1 of every cell, then replicate 2 of every cell, and so on."""
+        from dataclasses import replace
+
+        return [replace(c, replicate=k) for k in range(1, self.replicates + 1) for c in self.cells]
+
+    def recipe(self, cell: Cell) -> dict:
+        """The cell's settings after its levels' overrides (train.stage1/2 complete)."""
+        index = [c.cell for c in self.cells].index(cell.cell)
+        return self._recipes[1][index].settings
+
+    def seed(self, cell: Cell) -> int:
+        """Replicate k trains with train.seed + k - 1 (fresh weights and data order differ)."""
+        return self.raw["train"]["seed"] + cell.replicate - 1
+
+    @property
+    def models(self) -> dict[str, dict]:
+        """Every backbone the cells use: model name -> source (hub, local or toy)."""
+        return self._recipes[2]
+
+    def _models_of(self, kind: str) -> dict[str, dict]:
+        used = {getattr(c, kind) for c in self.cells}
+        return {name: src for name, src in self.models.items() if name in used}
 
     @property
     def language_models(self) -> dict[str, dict]:
-        return self.raw["grid"]["language_model"]
+        return self._models_of("language_model")
 
     @property
     def vision_towers(self) -> dict[str, dict]:
-        return self.raw["grid"]["vision_tower"]
-
-    @property
-    def cells(self) -> list[Cell]:
-        grid = self.raw["grid"]
-        return [Cell(lm, vt, c) for lm, vt, c in itertools.product(
-            grid["language_model"], grid["vision_tower"], grid["connector"])]
+        return self._models_of("vision_tower")
 
     @property
     def is_toy_world(self) -> bool:
@@ -103,14 +141,17 @@ class StudyConfig:
         return self.raw["train"].get("peak_tflops")
 
     def model_source(self, name: str) -> dict:
-        sources = {**self.language_models, **self.vision_towers}
-        if name not in sources:
-            raise ConfigError(f"model {name!r} is not in grid.language_model or grid.vision_tower; add it there.")
-        return sources[name]
+        if name not in self.models:
+            raise ConfigError(f"model {name!r} is not named by any level of the grid; add a level that sets it.")
+        return self.models[name]
 
 
 def _key_path(error) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    """``grid[0].levels.2b.language_model``: list positions in brackets, keys after dots."""
+    text = ""
+    for p in error.absolute_path:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text or "<top level>"
 
 
 def _describe(error) -> str:
@@ -120,7 +161,10 @@ def _describe(error) -> str:
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         top = key == "<top level>"
         name = extra[0] if top else f"{key}.{extra[0]}"
-        return f"unknown key {name!r} in {'the top level' if top else key}; remove it or fix its spelling"
+        known = ", ".join(error.schema.get("properties", {}))
+        fix = f"a level overrides only {known}" if re.fullmatch(r"grid\[\d+\]\.levels\.[^.]+", key) \
+            else "remove it or fix its spelling"
+        return f"unknown key {name!r} in {'the top level' if top else key}; {fix}"
     if error.validator == "required":
         return f"{key}: {error.message}; add it"
     if error.validator == "enum":
@@ -146,41 +190,63 @@ def validate_config(raw: Any, source: str = "config") -> None:
 
 
 def _check_references(raw: dict, source: str) -> None:
-    grid = raw["grid"]
-    if raw["tokenizer_from"] not in grid["language_model"]:
-        raise ConfigError(
-            f"Invalid config {source}: tokenizer_from {raw['tokenizer_from']!r} is not a level of "
-            f"grid.language_model ({', '.join(grid['language_model'])}).")
     import jsonschema
+
+    from llava_gemma.recipe import MODEL_KEYS, owner_check
 
     with SCHEMA_PATH.open() as f:
         defs = yaml.safe_load(f)["$defs"]
-    for factor, toy_def in (("language_model", "toy_lm"), ("vision_tower", "toy_tower")):
-        for level, src in grid[factor].items():
-            if "toy" not in src:
-                continue
-            if "toy_world" not in raw:
-                raise ConfigError(f"Invalid config {source}: grid.{factor}.{level} is a toy model but the "
-                                  "config has no toy_world section; add one (see toy.yaml).")
-            sub = {**defs[toy_def], "$defs": defs}
-            err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(sub).iter_errors(src["toy"]))
-            if err is not None:
-                err.path.extendleft(["grid", factor, level, "toy"][::-1])
-                raise ConfigError(f"Invalid config {source}: {_describe(err)}.")
+    for i, factor in enumerate(raw["grid"]):
+        for level, overrides in factor["levels"].items():
+            for kind, toy_def in zip(MODEL_KEYS, ("toy_lm", "toy_tower")):
+                if "toy" not in overrides.get(kind, {}):
+                    continue
+                where = f"grid[{i}].levels.{level}.{kind}"
+                if "toy_world" not in raw:
+                    raise ConfigError(f"Invalid config {source}: {where} is a toy model but the config has no "
+                                      "toy_world section; add one (see toy.yaml).")
+                sub = {**defs[toy_def], "$defs": defs}
+                err = jsonschema.exceptions.best_match(
+                    jsonschema.Draft202012Validator(sub).iter_errors(overrides[kind]["toy"]))
+                if err is not None:
+                    err.path.extendleft(["grid", i, "levels", level, kind, "toy"][::-1])
+                    raise ConfigError(f"Invalid config {source}: {_describe(err)}.")
+    names = [f["factor"] for f in raw["grid"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Invalid config {source}: grid names a factor twice ({', '.join(names)}); "
+                          "give every factor its own name.")
+    study = StudyConfig(raw)
+    try:
+        owner_check(study.factors)
+        _ = study.cells  # resolves every cell's recipe: a level that cannot run fails here
+    except (RecipeError, ConfigError, UserError) as err:
+        raise ConfigError(f"Invalid config {source}: {str(err).removeprefix('Invalid config: ')}") from None
+    if raw["tokenizer_from"] not in study.language_models:
+        raise ConfigError(
+            f"Invalid config {source}: tokenizer_from {raw['tokenizer_from']!r} is not a language model of the "
+            f"grid ({', '.join(study.language_models)}); name the level whose language_model tokenizes the data.")
+    _check_stages(raw, source)
     from llava_gemma.eval.benchmarks import BENCHMARKS
 
     for name in raw["eval"]["benchmarks"]:
         if name not in BENCHMARKS:
             raise ConfigError(f"Invalid config {source}: eval.benchmarks.{name} is not implemented yet "
                               f"(available: {', '.join(sorted(BENCHMARKS))}); remove it.")
+
+def _check_stages(raw: dict, source: str) -> None:
+    """Every stage's batch plan: the config's own, and each level's that overrides a stage setting."""
     from llava_gemma.train.batch_plan import BatchSizeError, plan_batch
 
-    for which in ("stage1", "stage2"):
-        st = raw["train"][which]
+    stages = [("", which, raw["train"][which]) for which in ("stage1", "stage2")]
+    for i, factor in enumerate(raw["grid"]):
+        for level, overrides in factor["levels"].items():
+            stages += [(f"grid[{i}].levels.{level}.train: ", which, {**raw["train"][which], **settings})
+                       for which, settings in overrides.get("train", {}).items()]
+    for where, which, st in stages:
         try:  # one node's devices here; the run checks again with the real process count
             plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"], stage=which)
         except BatchSizeError as err:
-            raise ConfigError(f"Invalid config {source}: {err}") from None
+            raise ConfigError(f"Invalid config {source}: {where}{err}") from None
     buckets = raw["train"].get("length_buckets")
     if buckets and max(buckets) < raw["data"]["max_length"]:
         raise ConfigError(f"Invalid config {source}: train.length_buckets {buckets} cannot hold a sample of "

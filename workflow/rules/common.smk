@@ -3,7 +3,8 @@ import json
 import os
 from pathlib import Path
 
-from llava_gemma.config import Cell, ConfigError, StudyConfig, validate_config
+from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
 from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
 
 try:
@@ -14,8 +15,13 @@ except (ConfigError, StudyMismatch) as err:
     raise WorkflowError(str(err)) from None
 
 STUDY = StudyConfig(config)
-CELLS = {cell.name: cell for cell in STUDY.cells}
-PAIRS = sorted({cell.pair for cell in STUDY.cells if cell.pretrains_connector})
+# Every run (replicate k > 1 of a cell is <cell>_r<k>) by name, and the stage-1 runs they start from.
+CELLS = {cell.name: cell for cell in STUDY.runs}
+STAGE1 = {}
+for _run in STUDY.runs:
+    if _run.pretrains_connector:
+        STAGE1.setdefault(_run.pair, _run)
+PAIRS = sorted(STAGE1)
 BENCHMARKS = list(config["eval"]["benchmarks"])
 BLIND_BENCHMARKS = [b for b in config["eval"].get("blind_control", []) if b in BENCHMARKS]
 
@@ -33,7 +39,7 @@ def _alternatives(names):
 
 
 def models_from(kind):
-    return [name for name, src in {**STUDY.language_models, **STUDY.vision_towers}.items() if kind in src]
+    return [name for name, src in STUDY.models.items() if kind in src]
 
 
 def local_model_folder(model):
@@ -46,6 +52,7 @@ wildcard_constraints:
     lm=_alternatives(STUDY.language_models),
     tower=_alternatives(STUDY.vision_towers),
     cell=_alternatives(CELLS),
+    stage1=_alternatives(PAIRS),
     benchmark=_alternatives(BENCHMARKS),
     dataset=_alternatives(DATASETS),
 
@@ -145,11 +152,28 @@ def stage2_inputs(wildcards):
     return inputs
 
 
-def train_settings(stage):
+def train_settings(stage, cell=None):
+    """A training job's settings: the stage's hyperparameters (after the cell's levels' overrides), its seed,
+    and the recipe's choices that differ from LLaVA-1.5's (so a default cell's settings stay as they were)."""
     t = config["train"]
     optional = ("length_buckets", "gradient_checkpointing", "peak_tflops")  # passed only when set
-    return settings(dict(stage=t[stage], backend=t["backend"], precision=t["precision"], seed=t["seed"],
-                         save_steps=t["save_steps"], **{k: t[k] for k in optional if k in t}))
+    stage_settings, seed, recipe = t[stage], t["seed"], {}
+    if cell is not None:
+        full = STUDY.recipe(cell)
+        stage_settings, seed = full["train"][stage], STUDY.seed(cell)
+        recipe = {k: full[k] for k in ("connector", "stage2_trains", "instruct_sources")
+                  if k in full and full[k] != RECIPE_DEFAULTS.get(k)}
+        if stage == "stage1":
+            recipe.pop("stage2_trains", None), recipe.pop("instruct_sources", None)
+    return settings(dict(stage=stage_settings, backend=t["backend"], precision=t["precision"], seed=seed,
+                         save_steps=t["save_steps"], **{k: t[k] for k in optional if k in t}, **recipe))
+
+
+def train_priority(cell):
+    """Cheapest informative runs first: every cell's replicate 1 before any replicate 2, cheaper cells first."""
+    from llava_gemma.run_order import train_priority as priority
+
+    return priority(STUDY, cell)
 
 
 def smoke_settings(stage, steps=5):
@@ -196,26 +220,34 @@ def relevancy_inputs(wildcards):
 
 
 def paper_sources():
-    """Level -> hub id (None for toy levels): how Table 1 finds the paper's rows for our cells."""
-    levels = {**STUDY.language_models, **STUDY.vision_towers}
-    return {level: src.get("hub") for level, src in levels.items()}
+    """Model name -> hub id (None for toy levels): how Table 1 finds the paper's rows for our cells."""
+    return {name: src.get("hub") for name, src in STUDY.models.items()}
+
+
+def report_cells():
+    """Every run as the report commands read it (name, cell, replicate, levels, backbones, stage-1 run)."""
+    return [cell.to_dict() for cell in CELLS.values()]
 
 
 def card_settings(cell_name):
     """What a cell's model card says: its levels and their hub ids, its training data and recipe, how it was evaluated."""
     cell = CELLS[cell_name]
-    levels = {"language_model": STUDY.language_models[cell.language_model],
-              "vision_tower": STUDY.vision_towers[cell.vision_tower]}
+    recipe = STUDY.recipe(cell)
+    levels = {"language_model": STUDY.model_source(cell.language_model),
+              "vision_tower": STUDY.model_source(cell.vision_tower)}
     wanted = ("llava_pretrain/", "llava_instruct/") if cell.pretrains_connector else ("llava_instruct/",)
     datasets = sorted({src["hub"] for path, src in config.get("downloads", {}).items()
                        if path.startswith(wanted) and "hub" in src})
     t = config["train"]
-    train = dict(precision=t["precision"], backend=t["backend"], stage2=t["stage2"])
+    train = dict(precision=t["precision"], backend=t["backend"], stage2=recipe["train"]["stage2"])
     if cell.pretrains_connector:
-        train["stage1"] = t["stage1"]
+        train["stage1"] = recipe["train"]["stage1"]
+    if STUDY.replicates > 1 or cell.replicate > 1:
+        train["seed"] = STUDY.seed(cell)
+    extras = {k: recipe[k] for k in ("connector", "stage2_trains", "instruct_sources", "image_size")
+              if k in recipe and recipe[k] != RECIPE_DEFAULTS.get(k)}
     return settings(dict(study=config["study"], cell=cell.name, datasets=datasets, train=train,
-                         factors=dict(language_model=cell.language_model, vision_tower=cell.vision_tower,
-                                      connector=cell.connector),
+                         factors=dict(cell.levels), **({"recipe": extras} if extras else {}),
                          sources={k: src.get("hub") for k, src in levels.items()},
                          eval=dict(benchmarks=config["eval"]["benchmarks"],
                                    blind_control=config["eval"].get("blind_control", []))))
@@ -228,7 +260,7 @@ def shown_path(path):
 
 
 def report_targets():
-    targets = ["results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
+    targets = ["results/report/design.md", "results/report/table1.csv", "results/report/table1_vs_paper.csv", "results/report/effects.csv",
                "results/report/speed.csv", "results/report/loss.png", "results/report/data_filter.csv"]
     targets += expand("results/report/model_cards/{cell}/README.md", cell=CELLS)
     targets.append("results/report/study.csv")

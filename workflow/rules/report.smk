@@ -5,6 +5,7 @@
 # Report rules read small files and write tables and plots: on a cluster they run beside Snakemake
 # itself rather than waiting in the queue. Relevancy maps load a model and stay cluster jobs.
 localrules:
+    write_design,
     make_table1,
     make_blind_control_table,
     fit_factor_effects,
@@ -14,6 +15,25 @@ localrules:
     plot_relevancy,
     write_model_card,
     describe_study,
+
+
+# The design before anything trains: the chosen cells, their aliasing and resolution (issue 17). It needs no
+# input, and its priority puts it first, so a wrong design shows before hours of training.
+rule write_design:
+    output:
+        report("results/report/design.md", caption="../report/design.rst", category="Study"),
+    params:
+        # Factors as [name, levels] pairs: settings are written with sorted keys, and their order gives the letters.
+        settings=settings(dict(factors=[[f.name, list(f.levels)] for f in STUDY.factors],
+                               design=config.get("design", "full"), replicates=STUDY.replicates,
+                               runs=[c.name for c in CELLS.values()])),
+    priority: 1000
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/report/design.log",
+    shell:
+        "llava-gemma design --out {output} --settings '{params.settings}' > {log} 2>&1"
 
 
 rule make_table1:
@@ -27,7 +47,7 @@ rule make_table1:
                      category="Table 1"),
         paper_md="results/report/table1_vs_paper.md",
     params:
-        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS, sources=paper_sources())),
+        settings=settings(dict(cells=report_cells(), benchmarks=BENCHMARKS, sources=paper_sources())),
     conda:
         "../../envs/core.yaml"
     log:
@@ -46,7 +66,7 @@ rule make_blind_control_table:
         csv=report("results/report/blind_control.csv", caption="../report/blind_control.rst", category="Controls"),
         md="results/report/blind_control.md",
     params:
-        settings=settings(dict(cells=list(CELLS), benchmarks=BLIND_BENCHMARKS)),
+        settings=settings(dict(cells=report_cells(), benchmarks=BLIND_BENCHMARKS)),
     conda:
         "../../envs/core.yaml"
     log:
@@ -65,7 +85,8 @@ rule fit_factor_effects:
         csv=report("results/report/effects.csv", caption="../report/effects_table.rst", category="Factor effects"),
         png=report("results/report/effects.png", caption="../report/effects.rst", category="Factor effects"),
     params:
-        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS)),
+        settings=settings(dict(cells=report_cells(), benchmarks=BENCHMARKS, design=config.get("design", "full"),
+                               factors=[[f.name, list(f.levels)] for f in STUDY.factors])),
     conda:
         "../../envs/core.yaml"
     log:
@@ -86,7 +107,7 @@ rule make_speed_table:
                         category="Speed"),
         png=report("results/report/speed.png", caption="../report/speed.rst", category="Speed"),
     params:
-        settings=settings(dict(cells=list(CELLS), benchmarks=BENCHMARKS)),
+        settings=settings(dict(cells=report_cells(), benchmarks=BENCHMARKS)),
     conda:
         "../../envs/core.yaml"
     log:
@@ -103,7 +124,7 @@ rule plot_training_loss:
     output:
         report("results/report/loss.png", caption="../report/loss.rst", category="Training"),
     params:
-        settings=settings(dict(cells=list(CELLS))),
+        settings=settings(dict(cells=report_cells())),
     conda:
         "../../envs/core.yaml"
     log:
@@ -195,7 +216,8 @@ rule compute_relevancy:
 
 rule plot_relevancy:
     input:
-        expand("results/report/relevancy/{cell}.json", cell=CELLS),
+        # Maps illustrate what a cell looks at: its first replicate stands for it.
+        expand("results/report/relevancy/{cell}.json", cell=[c.name for c in STUDY.cells]),
     output:
         report("results/report/relevancy.png", caption="../report/relevancy.rst", category="Relevancy maps"),
     conda:

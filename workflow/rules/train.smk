@@ -1,4 +1,5 @@
-# Stage 1 trains one connector per (LM, tower) pair; stage 2 trains every cell.
+# Stage 1 trains one connector per stage-1 run (cells with equal stage-1 settings share one: with the
+# paper's grid one per (LM, tower) pair, results/stage1/<lm>_<tower>); stage 2 trains every run of every cell.
 # Resumable checkpoints live in results/work/, beside the declared outputs, because Snakemake
 # deletes a job's declared outputs before it reruns the job; a rerun resumes from the newest
 # complete checkpoint there.
@@ -16,15 +17,16 @@ TRAIN_LAUNCH = (
 
 rule train_connector:
     input:
-        lm="data/models/{lm}",
-        tower="data/models/{tower}",
+        lm=lambda w: f"data/models/{STAGE1[w.stage1].language_model}",
+        tower=lambda w: f"data/models/{STAGE1[w.stage1].vision_tower}",
         data="data/prepared/pretrain/data.parquet",
     output:
-        connector="results/stage1/{lm}_{tower}/connector.safetensors",
-        metrics="results/stage1/{lm}_{tower}/train_metrics.json",
+        connector="results/stage1/{stage1}/connector.safetensors",
+        metrics="results/stage1/{stage1}/train_metrics.json",
     params:
-        settings=train_settings("stage1"),
+        settings=lambda w: train_settings("stage1", STAGE1[w.stage1]),
         images=f"data/raw/{DATASETS['pretrain']['raw']}/{DATASETS['pretrain']['images']}",
+    priority: lambda w: train_priority(STAGE1[w.stage1])
     resources:
         nodes=1,
         tasks=config["train"]["devices"],
@@ -32,13 +34,13 @@ rule train_connector:
     conda:
         "../../envs/core.yaml"
     log:
-        "logs/train_connector/{lm}_{tower}.log",
+        "logs/train_connector/{stage1}.log",
     benchmark:
-        "benchmarks/train_connector/{lm}_{tower}.tsv"
+        "benchmarks/train_connector/{stage1}.tsv"
     shell:
         TRAIN_LAUNCH + " train --stage stage1 --lm {input.lm} --tower {input.tower} --data data/prepared/pretrain"
-        " --image_root {params.images} --out results/stage1/{wildcards.lm}_{wildcards.tower}"
-        " --work results/work/stage1/{wildcards.lm}_{wildcards.tower} --settings '{params.settings}' > {log} 2>&1"
+        " --image_root {params.images} --out results/stage1/{wildcards.stage1}"
+        " --work results/work/stage1/{wildcards.stage1} --settings '{params.settings}' > {log} 2>&1"
 
 
 rule train_cell:
@@ -47,10 +49,11 @@ rule train_cell:
     output:
         model=directory("results/cells/{cell}/model"),
     params:
-        settings=train_settings("stage2"),
+        settings=lambda w: train_settings("stage2", CELLS[w.cell]),
         images=f"data/raw/{DATASETS['instruct']['raw']}/{DATASETS['instruct']['images']}",
         connector=lambda w, input: f"--connector {input.connector}" if "connector" in input.keys() else "",
         card=lambda w: card_settings(w.cell),
+    priority: lambda w: train_priority(CELLS[w.cell])
     resources:
         nodes=1,
         tasks=config["train"]["devices"],

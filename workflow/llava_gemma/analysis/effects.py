@@ -1,33 +1,44 @@
 """Factor effects: a linear probability model of per-question correctness on the design factors.
 
-For each benchmark, every (cell, question) outcome y (1/0 for correct, or a score in [0, 1]) is
+For each benchmark, every (run, question) outcome y (1/0 for correct, or a score in [0, 1]) is
 regressed by OLS on an intercept and one indicator per non-baseline level of each factor
 (connector: skip instead of pretrain; tower: e.g. DINOv2 instead of CLIP; LM: e.g. 7B instead
-of 2B). The baseline level is the first one the grid lists. Standard errors are clustered by
-question (by image for MME, by pair for MMVP), since every cell answers the same questions. On
-a full, balanced grid each coefficient is the factor's average effect on the probability of a
-correct answer, averaged over the other factors' levels.
+of 2B). A run is one trained model: a cell, or one replicate of a cell. The baseline level is the
+first one the config lists. On a full, balanced design each coefficient is the factor's average
+effect on the probability of a correct answer, averaged over the other factors' levels.
 
-With fewer cells the model keeps what the cells identify: a factor with one level in the grid
-is left out, and a term whose indicator the earlier terms already determine (two factors that
-only change together) is left out as confounded; ``effects.csv`` says which and why.
+Standard errors are clustered two ways, by question (by image for MME, by pair for MMVP) and by
+run, since every run answers the same questions and a run's seed moves all its answers at once;
+clustered.py states the estimator and its small-sample corrections. With one run per cell the
+run part is estimated from what the main effects leave unexplained between cells (interactions
+and seed noise together), and the interval is never narrower than the question-only one.
+
+With fewer cells the model keeps what the cells identify: a factor with one level in the cells is
+left out, and a term whose indicator the earlier terms already determine (two factors that only
+change together) is left out as confounded; a term the design aliases with interactions (a
+fractional design) is fitted, and ``note`` names what its estimate also carries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from llava_gemma.config import Cell
 
+if TYPE_CHECKING:
+    from llava_gemma.design import Design
+
 # Factor -> how a reader names it; in the paper's order of discussion.
 FACTORS: dict[str, str] = {"connector": "connector", "vision_tower": "vision tower", "language_model": "language model"}
 LEVEL = 0.95
 EFFECT_COLUMNS = ["benchmark", "term", "factor", "level", "baseline", "estimate", "std_error", "ci_low", "ci_high",
-                  "p_value", "outcome", "n_cells", "n_questions", "n_clusters", "note"]
+                  "p_value", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs", "clustered_by"]
+TWO_WAY = ("question", "run")
 
 
 @dataclass(frozen=True)
@@ -35,36 +46,44 @@ class Term:
     factor: str
     level: str
     baseline: str
+    factor_label: str
 
     @property
     def label(self) -> str:
-        return f"{FACTORS[self.factor]}: {self.level} instead of {self.baseline}"
+        return f"{self.factor_label}: {self.level} instead of {self.baseline}"
 
 
-def design_terms(cells: list[Cell]) -> tuple[list[Term], dict[str, str]]:
-    """The candidate terms (one per non-baseline level), and the factors left out with the reason."""
+def label_of(factor: str, labels: dict[str, str] | None = None) -> str:
+    return (labels or {}).get(factor) or FACTORS.get(factor) or factor.replace("_", " ")
+
+
+def design_terms(cells: pd.DataFrame, factors: dict[str, tuple[str, ...]],
+                 labels: dict[str, str] | None = None) -> tuple[list[Term], dict[str, str]]:
+    """The candidate terms (one per non-baseline level present), and the factors left out with the reason."""
     terms, left_out = [], {}
-    for factor in FACTORS:
-        levels = list(dict.fromkeys(getattr(c, factor) for c in cells))
-        if len(levels) == 1:
-            left_out[factor] = f"only {levels[0]!r} in the grid: its effect is not identified"
+    for factor, levels in factors.items():
+        present = set(cells[factor].astype(str))
+        used = [lv for lv in levels if lv in present]
+        if len(used) <= 1:
+            left_out[factor] = f"only {used[0]!r} in the grid: its effect is not identified" if used else \
+                "no level in the grid: its effect is not identified"
             continue
-        terms += [Term(factor, level, levels[0]) for level in levels[1:]]
+        terms += [Term(factor, level, used[0], label_of(factor, labels)) for level in used[1:]]
     return terms, left_out
 
 
 def _indicators(frame: pd.DataFrame, terms: list[Term]) -> np.ndarray:
-    return np.column_stack([np.ones(len(frame))] + [(frame[t.factor] == t.level).to_numpy(float) for t in terms])
+    return np.column_stack([np.ones(len(frame))] +
+                           [(frame[t.factor].astype(str) == t.level).to_numpy(float) for t in terms])
 
 
-def identified_terms(cells: list[Cell], terms: list[Term]) -> tuple[list[Term], dict[Term, str]]:
+def identified_terms(cells: pd.DataFrame, terms: list[Term]) -> tuple[list[Term], dict[Term, str]]:
     """Keep each term that adds a dimension to the cells' design matrix; the rest are confounded."""
-    cell_frame = pd.DataFrame([{f: getattr(c, f) for f in FACTORS} for c in cells])
     kept: list[Term] = []
     confounded: dict[Term, str] = {}
     for term in terms:
         trial = kept + [term]
-        if np.linalg.matrix_rank(_indicators(cell_frame, trial)) == len(trial) + 1:
+        if np.linalg.matrix_rank(_indicators(cells, trial)) == len(trial) + 1:
             kept.append(term)
         else:
             others = ", ".join(t.label for t in kept) or "the intercept"
@@ -72,37 +91,92 @@ def identified_terms(cells: list[Cell], terms: list[Term]) -> tuple[list[Term], 
     return kept, confounded
 
 
-def fit_benchmark(outcomes: pd.DataFrame, benchmark: str, cells: list[Cell]) -> pd.DataFrame:
-    """One row per candidate term: the estimate with its clustered interval, or why it is left out."""
-    from statsmodels.regression.linear_model import OLS
+def alias_note(factor: str, design: Design | None) -> str:
+    """What a fractional or explicit design says this main effect's estimate also carries."""
+    if design is None or not (aliases := [a for a in design.aliased(factor) if a != "I"]):
+        return ""
+    res = f" (resolution {_roman(design.resolution)})" if design.resolution else ""
+    return f"aliased with {', '.join(aliases)}{res}"
 
-    terms, left_factors = design_terms(cells)
+
+def _roman(n: int) -> str:
+    from llava_gemma.design.markdown import roman
+
+    return roman(n)
+
+
+def _outcome_kind(outcomes: pd.DataFrame) -> str:
+    if "kind" in outcomes:
+        return "score" if (outcomes["kind"] == "score").any() else "correct"
+    return "correct" if outcomes["y"].isin([0, 1]).all() else "score"
+
+
+def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], benchmark: str,
+                design: Design | None = None, *, factor_labels: dict[str, str] | None = None,
+                clusters: tuple[str, ...] = TWO_WAY) -> pd.DataFrame:
+    """One row per candidate term of ``benchmark``: the estimate with its clustered interval, or why it is out.
+
+    ``outcomes`` has columns ``run`` (one trained model), one column per factor (its level name),
+    ``question`` and ``y``; optionally ``cluster`` (the question's unit of dependence, e.g. its image,
+    when it is not the question itself) and ``kind`` ("correct" or "score"). ``clusters`` is
+    ("question", "run") for the two-way standard errors, or ("question",) for question sampling only
+    (what the report showed before replicates; it ignores seed noise). Factors are reported in the
+    order of ``factors``, levels in the order they list (the first present level is the baseline).
+    """
+    from scipy import stats
+
+    from llava_gemma.analysis.clustered import cr2_cov, two_way_cov
+
+    factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
+    cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
+    terms, left_factors = design_terms(cells, factors, factor_labels)
     kept, confounded = identified_terms(cells, terms)
-    common = {"benchmark": benchmark, "n_cells": outcomes["cell"].nunique(),
-              "n_questions": outcomes["question"].nunique(), "n_clusters": outcomes["cluster"].nunique(),
-              "outcome": "score" if (outcomes["kind"] == "score").any() else "correct"}
+    cluster_col = "cluster" if "cluster" in outcomes else "question"
+    common = {"benchmark": benchmark, "n_cells": len(cells), "n_runs": outcomes["run"].nunique(),
+              "n_questions": outcomes["question"].nunique(), "n_clusters": outcomes[cluster_col].nunique(),
+              "outcome": _outcome_kind(outcomes)}
     rows = []
     if kept:
-        groups = pd.factorize(outcomes["cluster"])[0]
-        fit = OLS(outcomes["y"].to_numpy(float), _indicators(outcomes, kept)).fit(
-            cov_type="cluster", cov_kwds={"groups": groups})
-        bounds = fit.conf_int(alpha=1 - LEVEL)
+        x, y = _indicators(outcomes, kept), outcomes["y"].to_numpy(float)
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        resid = y - x @ beta
+        questions = pd.factorize(outcomes[cluster_col])[0]
+        if tuple(clusters) == TWO_WAY:
+            fit = two_way_cov(x, resid, questions, pd.factorize(outcomes["run"])[0])
+            cov, df = fit.cov, fit.df
+            clustered_by = "question and run" if fit.run_df > 0 else \
+                "question only: as many runs as run-level terms leaves no between-run variance to estimate"
+        elif tuple(clusters) == ("question",):
+            cov = cr2_cov(x, resid, questions, np.linalg.inv(x.T @ x))
+            df, clustered_by = np.full(len(beta), max(len(set(questions)) - 1, 1.0)), "question"
+        else:
+            raise ValueError(f"clusters={clusters!r}; use ('question', 'run') or ('question',).")
+        se = np.sqrt(np.diag(cov))
+        crit = stats.t.ppf(0.5 + LEVEL / 2, df)
+        p = 2 * stats.t.sf(np.abs(beta / np.where(se > 0, se, np.nan)), df)
         for i, term in enumerate(kept, start=1):
             rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
-                         "baseline": term.baseline, "estimate": fit.params[i], "std_error": fit.bse[i],
-                         "ci_low": bounds[i, 0], "ci_high": bounds[i, 1], "p_value": fit.pvalues[i], "note": ""})
+                         "baseline": term.baseline, "estimate": beta[i], "std_error": se[i],
+                         "ci_low": beta[i] - crit[i] * se[i], "ci_high": beta[i] + crit[i] * se[i],
+                         "p_value": p[i], "note": alias_note(term.factor, design), "clustered_by": clustered_by})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})
     for factor, why in left_factors.items():
-        rows.append({**common, "term": f"{FACTORS[factor]} (one level)", "factor": factor, "note": why})
+        rows.append({**common, "term": f"{label_of(factor, factor_labels)} (one level)", "factor": factor,
+                     "note": why})
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
 def build_effects(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:
+    """The three-factor grid's effects, one run per cell (the caller the Snakefile uses today)."""
     from llava_gemma.analysis.outcomes import load_outcomes
 
-    frames = [fit_benchmark(load_outcomes(cells, b, cells_dir), b, cells) for b in benchmarks]
+    factors = {f: tuple(dict.fromkeys(getattr(c, f) for c in cells)) for f in FACTORS}
+    frames = []
+    for b in benchmarks:
+        outcomes = load_outcomes(cells, b, cells_dir)
+        frames.append(fit_effects(outcomes.assign(run=outcomes["cell"]), factors, b))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EFFECT_COLUMNS)
 
 

@@ -58,7 +58,7 @@ def card_data(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) ->
     return ModelCardData(
         model_name=f"llava-gemma {s['cell']}", library_name="transformers", pipeline_tag="image-text-to-text",
         base_model=[h for h in sources.values() if h] or None, datasets=s.get("datasets") or None,
-        tags=["llava", "gemma", "vision-language", s["factors"]["vision_tower"], s["study"]],
+        tags=["llava", "gemma", "vision-language", s["factors"].get("vision_tower", "llava"), s["study"]],
         eval_results=_eval_results(metrics) if metrics else None, **license_fields)
 
 
@@ -77,6 +77,15 @@ def _recipe_lines(s: dict[str, Any]) -> list[str]:
                      + (f", capped at {st['max_steps']} steps" if st.get("max_steps") else "") + ".")
     if "stage1" not in train:
         lines.append("- No stage 1: stage 2 starts from a freshly initialised connector (the skip ablation).")
+    recipe = s.get("recipe", {})  # the levels' choices that differ from LLaVA-1.5's (recipe.py)
+    if "stage2_trains" in recipe:
+        lines.append(f"- Stage 2 trains {', '.join(recipe['stage2_trains'])} (LLaVA-1.5: connector, language_model).")
+    if "instruct_sources" in recipe:
+        lines.append(f"- Stage 2 data: the instruction mix's {', '.join(recipe['instruct_sources'])} records only.")
+    if "image_size" in recipe:
+        lines.append(f"- Tower input: {recipe['image_size']} px.")
+    if "seed" in train:
+        lines.append(f"- Seed {train['seed']} (one replicate of its cell).")
     return lines
 
 
@@ -94,15 +103,17 @@ def _results_table(metrics: dict[str, dict[str, float]]) -> list[str]:
 
 def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) -> str:
     f, src = s["factors"], s["sources"]
-    lm = src.get("language_model") or f"the toy `{f['language_model']}` LM"
-    tower = src.get("vision_tower") or f"the toy `{f['vision_tower']}` tower"
+    # A grid may name its factors otherwise; the card then names the cell's levels (its name).
+    lm = src.get("language_model") or f"the toy `{f.get('language_model', s['cell'])}` LM"
+    tower = src.get("vision_tower") or f"the toy `{f.get('vision_tower', s['cell'])}` tower"
+    connector = s.get("recipe", {}).get("connector", "mlp2x_gelu")
     toy = not any(src.values())
     benchmarks = s["eval"]["benchmarks"]
     out = [f"# llava-gemma {s['cell']}", "",
            f"A LLaVA-1.5-style vision-language model from the `{s['study']}` study (a reproduction of the "
            "LLaVA-Gemma design study, arXiv 2404.01331): language model "
-           f"{lm}, vision tower {tower}, `mlp2x_gelu` connector, "
-           f"{'with' if f['connector'] == 'pretrain' else 'without'} connector pretraining.", "",
+           f"{lm}, vision tower {tower}, `{connector}` connector, "
+           f"{'with' if 'stage1' in s['train'] else 'without'} connector pretraining.", "",
            "## Recipe", "", *_recipe_lines(s), "",
            "Vision features: the tower's second-to-last layer without its CLS token; images padded to a square "
            "of the tower's mean colour. Chat format: Gemma's `<start_of_turn>user ... <end_of_turn>` turns; "

@@ -67,11 +67,19 @@ def read_metrics(path: Path) -> dict:
 
 
 def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:
-    """The table as data: value, ``<column>_ci_low``, ``<column>_ci_high`` per column (NaN when not run)."""
+    """The table as data: value, ``<column>_ci_low``, ``<column>_ci_high`` per column (NaN when not run).
+
+    With replicates, one row per cell: the mean over its runs, the question-sampling interval (the
+    runs' mean bootstrap interval around that mean) and ``<column>_replicate_sd``, the standard
+    deviation between the runs (analysis/replicate_rows.py)."""
+    from llava_gemma.analysis.replicate_rows import PAPER_FACTORS, mean_over_replicates
+
+    extra = [f for f, _ in cells[0].levels if f not in PAPER_FACTORS] if cells else []
     rows = []
     for cell in cells:
         row: dict = {"cell": cell.name, "language_model": cell.language_model, "vision_tower": cell.vision_tower,
-                     "pretrain_connector": "yes" if cell.pretrains_connector else "no"}
+                     "pretrain_connector": "yes" if cell.pretrains_connector else "no",
+                     **{f: cell.level(f) for f in extra}}
         for column, (bench, key) in COLUMNS.items():
             metrics = read_metrics(cells_dir / cell.name / "eval" / bench / "metrics.json") \
                 if bench in benchmarks else {}
@@ -81,6 +89,9 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
         row.update({f"{column}_split": SPLITS[column] for column in COLUMNS})
         rows.append(row)
     table = pd.DataFrame(rows)
+    if any(c.replicate > 1 for c in cells):
+        table = mean_over_replicates(table, cells, list(COLUMNS))
+    table.attrs["factors"] = extra
     table["best_in"] = [";".join(c for c, best in zip(COLUMNS, marks) if best) for marks in _best_marks(table)]
     return table
 
@@ -112,6 +123,9 @@ def format_cell(row: pd.Series, column: str, bold: tuple[str, str]) -> str:
     low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
     if not (math.isnan(low) or math.isnan(high)):
         text += f" [{format_number(low, column)}, {format_number(high, column)}]"
+    spread = row.get(f"{column}_replicate_sd", math.nan)
+    if not math.isnan(spread):
+        text += f" ±{spread:.{DECIMALS.get(column, 3)}f}"
     return text
 
 
@@ -131,9 +145,20 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def factor_columns(table: pd.DataFrame) -> list[str]:
+    """The paper's factor columns, the grid's other factors, and the replicate count when there are several."""
+    return FACTOR_COLUMNS + table.attrs.get("factors", []) + (["replicates"] if "replicates" in table else [])
+
+
+def table_note(table: pd.DataFrame) -> str:
+    from llava_gemma.analysis.replicate_rows import REPLICATE_NOTE
+
+    return SPLIT_NOTE + ("\n\n" + REPLICATE_NOTE if "replicates" in table else "")
+
+
 def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     """Factor columns plus one ``value [interval]`` text column per benchmark column."""
-    shown = table[FACTOR_COLUMNS].copy()
+    shown = table[factor_columns(table)].copy()
     for column in COLUMNS:
         shown[f"{column} [{SPLITS[column]}]"] = [format_cell(row, column, bold) for _, row in table.iterrows()]
     return shown
@@ -143,16 +168,16 @@ def to_latex(table: pd.DataFrame) -> str:
     """A booktabs table: best value per column in bold, intervals in brackets, '–' for not run."""
     shown = table1_display(table, bold=(r"\textbf{", "}"))
     names = [c.replace("_", r"\_") for c in shown.columns]
-    lines = [r"\begin{tabular}{" + "l" * len(FACTOR_COLUMNS) + "r" * len(COLUMNS) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{" + "l" * len(factor_columns(table)) + "r" * len(COLUMNS) + "}", r"\toprule",
              " & ".join(names) + r" \\", r"\midrule"]
     for _, row in shown.iterrows():
         lines.append(" & ".join(str(v).replace("_", r"\_") for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", "% " + SPLIT_NOTE]
+    lines += [r"\bottomrule", r"\end{tabular}", *("% " + line for line in table_note(table).split("\n") if line)]
     return "\n".join(lines) + "\n"
 
 
 def write_table1(table: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "table1.csv", index=False, float_format="%.4f")
-    (out_dir / "table1.md").write_text(to_markdown(table1_display(table)) + "\n" + SPLIT_NOTE + "\n")
+    (out_dir / "table1.md").write_text(to_markdown(table1_display(table)) + "\n" + table_note(table) + "\n")
     (out_dir / "table1.tex").write_text(to_latex(table))

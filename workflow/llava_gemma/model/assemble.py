@@ -3,7 +3,9 @@
 The result is a plain transformers model: its folder loads with
 ``LlavaForConditionalGeneration.from_pretrained`` and ``AutoProcessor.from_pretrained`` with no
 code of ours. The connector is HF's ``LlavaMultiModalProjector``: Linear(vision, lm), GELU,
-Linear(lm, lm), which is LLaVA-1.5's ``mlp2x_gelu``.
+Linear(lm, lm), which is LLaVA-1.5's ``mlp2x_gelu``. The ``linear`` connector is the same two
+layers with transformers' identity activation ("linear" in ACT2FN): a linear map, and a folder
+that plain ``from_pretrained`` still loads.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from llava_gemma.model.chat import END_OF_TURN, GEMMA_CHAT_TEMPLATE, IMAGE_TOKEN
 # Second-to-last layer of the tower, CLS dropped: the LLaVA-1.5 feature choice.
 VISION_FEATURE_LAYER = -2
 VISION_FEATURE_SELECT = "default"
+# Connector architecture -> the projector's activation between its two layers.
+CONNECTOR_ACTIVATIONS = {"mlp2x_gelu": "gelu", "linear": "linear"}
 # Adding ``<image>`` grows the LM's embedding to the next multiple of this (tensor-core friendly).
 EMBEDDING_MULTIPLE = 64
 
@@ -83,13 +87,16 @@ def embedding_rows(current_rows: int, tokenizer_size: int) -> int:
     return -(-tokenizer_size // EMBEDDING_MULTIPLE) * EMBEDDING_MULTIPLE
 
 
-def llava_config(text_config, vision_config, *, image_token_index: int, image_seq_length: int) -> LlavaConfig:
+def llava_config(text_config, vision_config, *, image_token_index: int, image_seq_length: int,
+                 connector: str = "mlp2x_gelu") -> LlavaConfig:
     """The LLaVA-1.5 wiring of an LM and a tower; the real assembly and the meta-device cells share it."""
+    if connector not in CONNECTOR_ACTIVATIONS:
+        raise ValueError(f"unknown connector {connector!r}; expected one of {', '.join(CONNECTOR_ACTIVATIONS)}.")
     return LlavaConfig(
         vision_config=vision_config.to_dict(),
         text_config=text_config.to_dict(),
         image_token_index=image_token_index,
-        projector_hidden_act="gelu",
+        projector_hidden_act=CONNECTOR_ACTIVATIONS[connector],
         vision_feature_layer=VISION_FEATURE_LAYER,
         vision_feature_select_strategy=VISION_FEATURE_SELECT,
         image_seq_length=image_seq_length,
@@ -110,9 +117,10 @@ def llava_shell(config: LlavaConfig) -> LlavaForConditionalGeneration:
 
 
 def assemble_llava(lm_path: str | Path, tower_path: str | Path, dtype: torch.dtype = torch.float32,
-                   attn_implementation: str | None = None) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A LLaVA model with pretrained LM and tower and a freshly initialised connector;
-    ``attn_implementation`` (e.g. "sdpa") chooses the LM's attention kernel, None the library default."""
+                   attn_implementation: str | None = None,
+                   connector: str = "mlp2x_gelu") -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A LLaVA model with pretrained LM and tower and a freshly initialised connector (``connector``:
+    mlp2x_gelu or linear); ``attn_implementation`` (e.g. "sdpa") chooses the LM's attention kernel."""
     tokenizer = prepare_tokenizer(lm_path)
     processor = build_processor(tower_path, tokenizer)
     lm = backbones.load_language_model(lm_path, dtype, attn_implementation=attn_implementation)
@@ -123,7 +131,7 @@ def assemble_llava(lm_path: str | Path, tower_path: str | Path, dtype: torch.dty
 
     config = llava_config(lm.config, backbones.vision_config_of(tower.config),
                           image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-                          image_seq_length=image_token_count(processor))
+                          image_seq_length=image_token_count(processor), connector=connector)
     # Build the shell on the meta device and move the loaded parts in: no second copy of a 7B LM.
     model = llava_shell(config)
     model.model.vision_tower = tower
@@ -144,15 +152,24 @@ def _set_generation_defaults(model: LlavaForConditionalGeneration, tokenizer) ->
     gen.do_sample = False
 
 
-def set_trainable(model: LlavaForConditionalGeneration, stage: str) -> dict[str, int]:
-    """Freeze per stage (tower always frozen): stage1 trains the connector, stage2 connector + LM."""
+STAGE2_DEFAULT = ("connector", "language_model")
+
+
+def set_trainable(model: LlavaForConditionalGeneration, stage: str,
+                  stage2_trains: tuple[str, ...] | list[str] = STAGE2_DEFAULT) -> dict[str, int]:
+    """Freeze per stage: stage1 trains the connector, stage2 the modules of ``stage2_trains``
+    (LLaVA-1.5: connector + LM, the tower frozen; a level may add vision_tower or drop the LM)."""
     if stage not in ("stage1", "stage2"):
         raise ValueError(f"unknown stage {stage!r}; expected stage1 or stage2.")
+    modules = {"connector": [model.model.multi_modal_projector],
+               "language_model": [model.model.language_model, model.lm_head],
+               "vision_tower": [model.model.vision_tower]}
+    unknown = set(stage2_trains) - set(modules)
+    if unknown:
+        raise ValueError(f"stage2_trains names unknown modules {sorted(unknown)}; use {', '.join(modules)}.")
     model.requires_grad_(False)
-    model.model.multi_modal_projector.requires_grad_(True)
-    if stage == "stage2":
-        model.model.language_model.requires_grad_(True)
-        model.lm_head.requires_grad_(True)
+    for module in modules["connector"] if stage == "stage1" else [m for k in stage2_trains for m in modules[k]]:
+        module.requires_grad_(True)
     return parameter_counts(model)
 
 

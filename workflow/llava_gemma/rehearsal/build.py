@@ -41,13 +41,15 @@ def build_mirror(root: Path, config_path: Path, seed: int = 0) -> dict:
     root, config = Path(root), yaml.safe_load(Path(config_path).read_text())
     questions, corpus = build_sources(root, config, seed)
     models = {}
-    for factor in ("language_model", "vision_tower"):
-        for level, src in config["grid"][factor].items():
-            repo = src.get("hub")
+    from llava_gemma.recipe import MODEL_KEYS
+
+    for i, factor in enumerate(config["grid"]):
+        for level, overrides in factor["levels"].items():
+            repo = next((overrides[k].get("hub") for k in MODEL_KEYS if k in overrides), None)
             if repo is None:
                 continue
             if repo not in REPO_MODELS:
-                raise NoStandIn(f"the rehearsal has no stand-in for grid.{factor}.{level} ({repo}); add one to "
+                raise NoStandIn(f"the rehearsal has no stand-in for grid[{i}].levels.{level} ({repo}); add one to "
                                 "REPO_MODELS in workflow/llava_gemma/rehearsal/build.py.")
             REPO_MODELS[repo](root / "hub" / "model" / repo, corpus)
             models[level] = repo

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
@@ -31,9 +32,16 @@ class PreparedDataset(torch.utils.data.Dataset):
     """Rows of ``data.parquet``; images whose content was converted (a GIF saved as .jpg) are read
     from the ``converted/`` folder that preparation wrote beside it."""
 
-    def __init__(self, parquet_path: str | Path, image_root: str | Path):
+    def __init__(self, parquet_path: str | Path, image_root: str | Path, sources: Sequence[str] | None = None):
         parquet_path = Path(parquet_path)
         table = pq.read_table(parquet_path, memory_map=True)
+        if sources:  # a level's subset of the mix (instruct_sources), by the prepared `source` column
+            known = set(table.column("source").unique().to_pylist())
+            missing = sorted(set(sources) - known)
+            if missing:
+                raise ValueError(f"instruct_sources {missing} are not in {parquet_path} (its sources: "
+                                 f"{', '.join(sorted(known))}); fix the level's instruct_sources.")
+            table = table.filter(pc.is_in(table.column("source"), value_set=pa.array(list(sources))))
         self.image_root = Path(image_root)
         self.converted_root = parquet_path.parent / "converted"
         self.input_ids = table.column("input_ids").combine_chunks()

@@ -46,7 +46,11 @@ __all__ = ["run_stage", "training_arguments"]  # training_arguments lives in tra
 def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path: Path, data_dir: Path,
               image_root: Path, out_dir: Path, work_dir: Path, backend: str, precision: str, seed: int,
               save_steps: int, connector_from: Path | None = None, length_buckets: list[int] | None = None,
-              gradient_checkpointing: bool | None = None, peak_tflops: float | None = None) -> dict:
+              gradient_checkpointing: bool | None = None, peak_tflops: float | None = None,
+              connector: str = "mlp2x_gelu", stage2_trains: list[str] | None = None,
+              instruct_sources: list[str] | None = None) -> dict:
+    """One stage of one run; ``connector``, ``stage2_trains`` and ``instruct_sources`` are the cell's
+    recipe choices (recipe.py), each None or the default for LLaVA-1.5's."""
     backend = resolve_backend(backend)
     traits = TRAITS[backend]
     ensure_single_process_env()
@@ -61,14 +65,15 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     start_distributed(args)
     set_seed(seed)  # before assembly: the fresh connector's initial weights come from this RNG
     model, processor = assemble_llava(lm_path, tower_path, load_dtype(precision),
-                                      attn_implementation=traits.attn_implementation)
+                                      attn_implementation=traits.attn_implementation, connector=connector)
     if connector_from is not None:
         load_connector(model, connector_from)
     check_vocabulary(data_dir, processor.tokenizer, lm_path)  # the data's ids mean this LM's pieces
-    counts = set_trainable(model, stage_name)
+    counts = set_trainable(model, stage_name, *([stage2_trains] if stage2_trains else []))
     attach_zero_image(model, image_side(processor.image_processor))
     n_image_tokens = image_token_count(processor)
-    dataset = PreparedDataset(data_dir / "data.parquet", image_root)
+    dataset = PreparedDataset(data_dir / "data.parquet", image_root,
+                              sources=instruct_sources if stage_name == "stage2" else None)
     collator = LlavaCollator(processor.image_processor, processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                              n_image_tokens, processor.tokenizer.pad_token_id,
                              length_buckets=length_buckets if traits.pads_to_buckets else None)
@@ -76,9 +81,11 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
                            connector_learning_rate=stage.connector_learning_rate)
     # Resume only a complete checkpoint of this very run (same settings, inputs and world size).
+    recipe = {k: v for k, v in (("connector", connector if connector != "mlp2x_gelu" else None),
+                                ("stage2_trains", stage2_trains), ("instruct_sources", instruct_sources)) if v}
     identity = run_identity({"stage_name": stage_name, "stage": asdict(stage), "seed": seed, "precision": precision,
-                             "backend": backend}, [lm_path, tower_path, data_dir / "data.parquet", connector_from],
-                            world_size)
+                             "backend": backend, **recipe},
+                            [lm_path, tower_path, data_dir / "data.parquet", connector_from], world_size)
     trainer.add_callback(ManifestCallback(identity))
     resume = prepare_resume(work_dir, identity, is_main=trainer.is_world_process_zero())
     counter = TokenCounter(model)
@@ -104,7 +111,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
         "wall_seconds": wall, "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "steps": result.global_step, "samples": len(dataset), "image_tokens": n_image_tokens,
         "tokens": int(dataset.lengths.sum()), "final_loss": _final_loss(trainer.state.log_history),
-        "parameters": counts, "stage_config": asdict(stage), "resumed": resume is not None,
+        "parameters": counts, "stage_config": asdict(stage), "seed": seed, **recipe, "resumed": resume is not None,
         "resumed_from": str(resume) if resume else None, **throughput,
     }
     if trainer.is_world_process_zero():

@@ -1,0 +1,183 @@
+"""``llava-gemma plan``: every run of a study (cell x replicate) with its predicted training FLOPs and
+hours on the configured devices, and the total, before anything is spent.
+
+FLOPs come from ``train/flops.py`` as in ``llava-gemma estimate``, for every kind of backbone: hub
+checkpoints through their shipped architectures, ``local`` folders through their config.json, toy
+models through their spec. A stage-1 run is counted once, on the first run that needs it (cells with
+equal stage-1 settings share it). Workloads are the documented estimates of ``analysis/estimate.py``
+for downloaded data (the toy world's own sizes for a toy study) unless prepared data are given.
+Snakemake priorities order the training jobs by a cheaper cost model of the same kind (run_order.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from llava_gemma.analysis.estimate import (
+    PAPER_PEAK_TFLOPS,
+    Hardware,
+    StageWorkload,
+    WorkloadDefaults,
+    workloads,
+)
+from llava_gemma.config import Cell, StudyConfig, validate_config
+from llava_gemma.errors import UserError
+from llava_gemma.train.flops import CellShapes, training_flops
+
+REPO_ROOT = Path(__file__).resolve().parents[3]  # `local:` sources are relative to it
+# Mean text tokens of a toy sample (a caption pair; a short instruction conversation): estimates.
+TOY_TOKENS = {"stage1": 30.0, "stage2": 60.0}
+
+
+def _text_config(source: dict):
+    from transformers import AutoConfig, GemmaConfig
+
+    if "hub" in source:
+        from llava_gemma.model.architectures import architecture
+
+        return architecture(source["hub"], "language_model").model_config()
+    if "local" in source:
+        folder = Path(source["local"])
+        return AutoConfig.from_pretrained(folder if folder.is_absolute() else REPO_ROOT / folder)
+    spec = source["toy"]
+    return GemmaConfig(hidden_size=spec["hidden_size"], num_hidden_layers=spec["num_layers"],
+                       num_attention_heads=spec["num_heads"], head_dim=spec["head_dim"],
+                       num_key_value_heads=spec.get("num_kv_heads", 1), intermediate_size=spec["intermediate_size"],
+                       vocab_size=1024)
+
+
+def _vision_config(source: dict):
+    from transformers import AutoConfig, CLIPVisionConfig, Dinov2Config
+
+    from llava_gemma.model.backbones import vision_config_of
+
+    if "hub" in source:
+        from llava_gemma.model.architectures import architecture
+
+        return architecture(source["hub"], "vision_tower").model_config()
+    if "local" in source:
+        folder = Path(source["local"])
+        return vision_config_of(AutoConfig.from_pretrained(folder if folder.is_absolute() else REPO_ROOT / folder))
+    s = source["toy"]
+    vision = dict(image_size=s["image_size"], patch_size=s["patch_size"], hidden_size=s["hidden_size"],
+                  num_hidden_layers=s["num_layers"], num_attention_heads=s["num_heads"])
+    if s["architecture"] == "clip":
+        return CLIPVisionConfig(intermediate_size=4 * s["hidden_size"], **vision)
+    return Dinov2Config(mlp_ratio=4, **vision)
+
+
+@functools.lru_cache(maxsize=64)
+def _shapes(lm_source: str, tower_source: str) -> CellShapes:
+    """Shapes of a cell from its two sources (YAML text, so the cache can key on them)."""
+    from llava_gemma.model.assemble import image_tokens_for, llava_config
+
+    lm, tower = yaml.safe_load(lm_source), yaml.safe_load(tower_source)
+    if "hub" in lm and "hub" in tower:  # exactly what assemble_llava writes for these checkpoints
+        from llava_gemma.model.architectures.cells import cell_config
+
+        return CellShapes.from_llava_config(cell_config(lm["hub"], tower["hub"]))
+    text, vision = _text_config(lm), _vision_config(tower)
+    if "hub" in tower:  # the shipped image processor's crop (DINOv2-giant: 224 px, not its 518)
+        from llava_gemma.model.architectures import architecture
+
+        tokens = image_tokens_for(architecture(tower["hub"], "vision_tower").build_image_processor(), vision.patch_size)
+    else:
+        tokens = (vision.image_size // vision.patch_size) ** 2
+    return CellShapes.from_llava_config(llava_config(text, vision, image_token_index=0, image_seq_length=tokens))
+
+
+def stage_flops(study: StudyConfig, cell: Cell, stage: str, load: StageWorkload) -> float:
+    """Model FLOPs of one stage of one run over its epochs (or max_steps) of the stage's data."""
+    recipe = study.recipe(cell)
+    shapes = _shapes(yaml.safe_dump(study.model_source(cell.language_model)),
+                     yaml.safe_dump(study.model_source(cell.vision_tower)))
+    trains = recipe["stage2_trains"] if stage == "stage2" else ["connector"]
+    # Without the LM training, its backward is stage 1's (activation gradients only).
+    flops = training_flops(shapes, stage if "language_model" in trains else "stage1",
+                           load.text_tokens, load.images, load.weights)
+    total = flops.total + (2.0 * flops.vision_forward if "vision_tower" in trains else 0.0)
+    settings = recipe["train"][stage]
+    passes = float(settings["epochs"])
+    if settings.get("max_steps"):
+        passes = min(passes, settings["max_steps"] * settings["global_batch_size"] / max(load.samples, 1))
+    return total * passes
+
+
+def study_workloads(study: StudyConfig, prepared: list[Path] = ()) -> dict[str, StageWorkload]:
+    if study.is_toy_world and not prepared:
+        world = study.raw["toy_world"]
+        return {stage: StageWorkload(np.array([TOY_TOKENS[stage]]), np.array([1]),
+                                     np.array([world.get(key, 2000)]),
+                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens")
+                for stage, key in (("stage1", "n_pretrain"), ("stage2", "n_instruct"))}
+    return workloads(WorkloadDefaults(), prepared)
+
+
+def plan_rows(study: StudyConfig, hardware: Hardware, loads: dict[str, StageWorkload]) -> list[dict]:
+    rows, seen = [], set()
+    for run in study.runs:
+        stage1 = 0.0
+        if run.pretrains_connector and run.pair not in seen:
+            seen.add(run.pair)
+            stage1 = stage_flops(study, run, "stage1", loads["stage1"])
+        stage2 = stage_flops(study, run, "stage2", loads["stage2"])
+        rows.append({"run": run.name, "cell": run.cell, "replicate": run.replicate, "stage1_run": run.pair,
+                     "stage1_flops": stage1, "stage2_flops": stage2, "flops": stage1 + stage2,
+                     "hours": hardware.hours(stage1 + stage2)})
+    return rows
+
+
+def load_configs(paths: list[str | Path]) -> StudyConfig:
+    """The configs merged in order as ``snakemake --configfile a b`` merges them (key by key), validated."""
+    raw: dict = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UserError(f"config {path} does not exist; pass --configfile with the study's YAML file.")
+        _merge(raw, yaml.safe_load(path.read_text()) or {})
+    validate_config(raw, ", ".join(map(str, paths)))
+    return StudyConfig(raw)
+
+
+def _merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_tflops: float | None = None,
+             mfu: float = 0.4, prepared: list[Path] = ()) -> str:
+    if not 0 < mfu <= 1:
+        raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
+    study = load_configs(configfiles)
+    hardware = Hardware(devices=devices or study.raw["train"]["devices"],
+                        peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
+    loads = study_workloads(study, prepared)
+    rows = plan_rows(study, hardware, loads)
+    return plan_markdown(study, rows, hardware, loads)
+
+
+def plan_markdown(study: StudyConfig, rows: list[dict], hardware: Hardware, loads: dict[str, StageWorkload]) -> str:
+    hours = f"hours on {hardware.devices} x {hardware.peak_tflops:g} TFLOP/s at MFU {hardware.mfu:g}"
+    lines = [f"Study {study.raw['study']}: {len(study.cells)} cells x {study.replicates} replicate(s) = "
+             f"{len(rows)} runs, {len({r['stage1_run'] for r in rows if r['stage1_run']})} stage-1 runs.", "",
+             f"| run | replicate | stage-1 run | stage 1 FLOP | stage 2 FLOP | {hours} |",
+             "|---|---:|---|---:|---:|---:|"]
+    for r in rows:
+        shared = "-" if not r["stage1_run"] else (f"{r['stage1_flops']:.3g}" if r["stage1_flops"] else "shared")
+        lines.append(f"| {r['run']} | {r['replicate']} | {r['stage1_run'] or '-'} | {shared} | "
+                     f"{r['stage2_flops']:.3g} | {r['hours']:.3g} |")
+    total = sum(r["flops"] for r in rows)
+    lines.append(f"| **total** | | | | {total:.3g} (both stages) | {hardware.hours(total):.3g} |")
+    lines += ["", *[f"- {stage}: {w.source}" for stage, w in sorted(loads.items())],
+              "- model FLOPs (train/flops.py); a stage-1 run is counted on the first run that needs it",
+              f"- hours: {hardware.devices} devices x {hardware.peak_tflops:g} TFLOP/s peak (train.peak_tflops, "
+              "--peak-tflops, else Gaudi 2's) x the MFU"]
+    return "\n".join(lines) + "\n"
+
+

@@ -1,0 +1,34 @@
+"""The report's factor effects for any grid: every run's per-question outcomes, with one column per
+factor (its level), fitted by ``fit_effects`` with the study's design (so aliased terms are named)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from llava_gemma.config import Cell
+
+
+def run_outcomes(runs: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFrame:
+    """Per-question outcomes of every run: run, one column per factor, question, cluster, y, kind."""
+    from llava_gemma.analysis.outcomes import load_outcomes
+
+    frame = load_outcomes(runs, benchmark, cells_dir)
+    levels = {r.name: dict(r.levels) for r in runs}
+    frame["run"] = frame["cell"]
+    for factor, _ in runs[0].levels:
+        frame[factor] = frame["run"].map(lambda name, f=factor: levels[name][f])
+    return frame
+
+
+def build_run_effects(runs: list[Cell], benchmarks: list[str], cells_dir: Path,
+                      factors: dict[str, list[str]], design: str | dict | list = "full") -> pd.DataFrame:
+    """effects.csv: one ``fit_effects`` table per benchmark over every run of every cell."""
+    from llava_gemma.analysis.effects import EFFECT_COLUMNS, fit_effects
+    from llava_gemma.study_design import choose_design
+
+    chosen = choose_design(factors, design)
+    levels = {f: tuple(lv) for f, lv in factors.items()}
+    frames = [fit_effects(run_outcomes(runs, b, cells_dir), levels, b, chosen) for b in benchmarks]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EFFECT_COLUMNS)
