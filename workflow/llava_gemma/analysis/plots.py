@@ -48,7 +48,8 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
         ax.grid(axis="x", color="0.9")
         ax.set_ylim(len(terms) - 0.5, -0.5)
     axes[0, 0].set_yticks(range(len(terms)), terms)
-    fig.suptitle("Factor effects: linear probability model, 95% intervals clustered by question and by run", fontsize=10)
+    fig.suptitle("Factor effects: linear probability model, 95% intervals clustered by question and by run",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
