@@ -25,6 +25,7 @@ from llava_gemma.analysis.speed import build_speed, write_speed
 from llava_gemma.analysis.study_info import write_study_metadata
 from llava_gemma.analysis.table1 import build_table1, write_table1
 from llava_gemma.analysis.training import data_filter_summary, write_loss_plot
+from llava_gemma.study_design import write_design
 
 from .conftest import draw_scene
 from .test_effects import plant
@@ -34,7 +35,7 @@ from .test_report_tables import CELLS, fixture_metrics, fixture_training, write_
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_FILES = {"table1.csv", "table1_vs_paper.csv", "effects.csv", "effects.png", "speed.csv",
                 "speed_relative.csv", "speed.png", "loss.png", "data_filter.csv", "relevancy.png", "blind_control.csv",
-                "study.csv", "README.md"}
+                "study.csv", "README.md", "design.md"}
 
 
 def make_report_outputs(work: Path) -> None:
@@ -71,6 +72,9 @@ def make_report_outputs(work: Path) -> None:
     for cell in CELLS:
         card = {**PAPER_CELL, "cell": cell.name, "eval": {"benchmarks": {"pope": {}, "gqa": {}}}}
         write_model_card(card, out / "model_cards" / cell.name / "README.md", cells_dir / cell.name / "eval")
+    write_design({"factors": [["language_model", ["2b", "7b"]], ["vision_tower", ["clip", "dinov2"]],
+                              ["connector", ["pretrain", "skip"]]], "design": "full", "replicates": 1,
+                  "runs": [c.name for c in CELLS]}, out / "design.md")
     write_study_metadata({"study": "llava-gemma-toy", "configfiles": ["config.yaml"], "cells": [c.name for c in CELLS],
                           "benchmarks": ["pope", "gqa"]}, ROOT, out / "study.csv")
 
