@@ -34,6 +34,7 @@ from transformers import (
 )
 
 from . import scenes as sc
+from .pretrain import _tail_mean
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -169,7 +170,3 @@ def _optimise(module: torch.nn.Module, step_loss, n: int, steps: int, batch: int
         losses.append(loss.item())
     return losses
 
-
-def _tail_mean(losses: list[float], k: int = 20) -> float:
-    tail = losses[-k:]
-    return sum(tail) / len(tail)
