@@ -52,7 +52,7 @@ rule train_cell:
         settings=lambda w: train_settings("stage2", CELLS[w.cell]),
         images=f"data/raw/{DATASETS['instruct']['raw']}/{DATASETS['instruct']['images']}",
         connector=lambda w, input: f"--connector {input.connector}" if "connector" in input.keys() else "",
-        card=lambda w: card_settings(w.cell),
+        card=lambda w: card_settings(w.cell, evaluation=False),
     priority: lambda w: train_priority(CELLS[w.cell])
     resources:
         nodes=1,

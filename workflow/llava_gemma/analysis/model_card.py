@@ -102,7 +102,7 @@ def _recipe_lines(s: dict[str, Any]) -> list[str]:
     if "image_size" in recipe:
         lines.append(f"- Tower input: {recipe['image_size']} px.")
     if "seed" in train:
-        lines.append(f"- Seed {train['seed']} (one replicate of its cell).")
+        lines.append(f"- Seed {train['seed']}.")
     return lines
 
 
@@ -126,7 +126,6 @@ def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None,
     tower = src.get("vision_tower") or f"the toy `{f.get('vision_tower', s['cell'])}` tower"
     connector = s.get("recipe", {}).get("connector", "mlp2x_gelu")
     toy = not any(src.values())
-    benchmarks = s["eval"]["benchmarks"]
     out = [f"# llava-gemma {s['cell']}", "",
            f"A LLaVA-1.5-style vision-language model from the `{s['study']}` study (a reproduction of the "
            "LLaVA-Gemma design study, arXiv 2404.01331): language model "
@@ -142,13 +141,15 @@ def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None,
            + (" These are tiny models trained for minutes on a generated toy world: they test the pipeline, "
               "their numbers say nothing about real images." if toy else ""),
            *(["", f"Use of this model is subject to the [Gemma Terms of Use]({GEMMA_TERMS}) of its language "
-              "model."] if "gemma" in (src.get("language_model") or "").lower() else []), "",
-           "## How it was evaluated", "",
-           "Greedy decoding that stops at `<end_of_turn>`, with the reference scripts' answer instructions and "
-           "token caps, on " + ", ".join(f"{BENCHMARK_NAMES.get(b, b)}"
-                                         + (f" ({o['limit']} questions, seeded)" if o.get("limit") else "")
-                                         for b, o in benchmarks.items())
-           + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over questions."]
+              "model."] if "gemma" in (src.get("language_model") or "").lower() else [])]
+    if "eval" in s:  # the final card (write_model_card); the one training writes has no evaluation settings
+        benchmarks = s["eval"]["benchmarks"]
+        out += ["", "## How it was evaluated", "",
+                "Greedy decoding that stops at `<end_of_turn>`, with the reference scripts' answer instructions and "
+                "token caps, on " + ", ".join(f"{BENCHMARK_NAMES.get(b, b)}"
+                                              + (f" ({o['limit']} questions, seeded)" if o.get("limit") else "")
+                                              for b, o in benchmarks.items())
+                + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over questions."]
     if metrics:
         out += ["", "## Results", "", *_results_table(metrics), "", _failed_line(failed or {})]
     else:
@@ -169,9 +170,10 @@ def build_card(settings: dict[str, Any], metrics: dict[str, dict[str, float]] | 
 
 def write_model_card(settings: dict[str, Any], out: Path, eval_dir: Path | None = None) -> dict[str, Any]:
     """Write the card to ``out``; with ``eval_dir`` (results/cells/<cell>/eval) it carries the metrics."""
-    benchmarks = list(settings["eval"]["benchmarks"])
-    metrics = headline_metrics(benchmarks, eval_dir) if eval_dir else None
-    failed = failed_questions(benchmarks, eval_dir) if eval_dir else None
+    evaluated = eval_dir is not None and "eval" in settings
+    benchmarks = list(settings["eval"]["benchmarks"]) if evaluated else []
+    metrics = headline_metrics(benchmarks, eval_dir) if evaluated else None
+    failed = failed_questions(benchmarks, eval_dir) if evaluated else None
     card = build_card(settings, metrics, failed)
     out.parent.mkdir(parents=True, exist_ok=True)
     card.save(out)
