@@ -251,8 +251,8 @@ def _fail_if_too_many_dropped(report: dict, max_drop_fraction: float, records_pa
                 fix = origin.fix_images(image_root if source == default_source else image_root / source)
             raise TooManyDropped(
                 f"source {source!r} of {records_path.name} lost {share:.1%} of its records "
-                f"(more than data.max_drop_fraction = {max_drop_fraction:.0%}); top reasons: {reasons}. "
-                f"To fix it, {fix}; or raise data.max_drop_fraction.")
+                f"(more than data.max_drop_fraction = {max_drop_fraction:.0%}); top reasons: {reasons}; "
+                f"to fix it, {fix}, or raise data.max_drop_fraction.")
 
 
 @dataclass
