@@ -96,10 +96,14 @@ def cmd_fetch_ocr_vqa(a) -> dict:
 
 
 def cmd_prepare(a) -> dict:
+    from llava_gemma.backbone_sources import check_role
     from llava_gemma.data.prepare import prepare_dataset
     from llava_gemma.data.vocabulary import write_vocabulary
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
 
+    # A hub backbone is first read here (validation cannot read the hub): a wrong kind is one sentence.
+    for folder, kind in [(a.tokenizer, "language_model"), *((t, "vision_tower") for t in a.towers)]:
+        check_role(Path(folder), kind, f"the {kind} of level {Path(folder).name!r}", str(folder))
     tokenizer = prepare_tokenizer(a.tokenizer)
     # Length filtering counts the image tokens of the hungriest tower in the grid.
     image_tokens = max(image_token_count(build_processor(t, prepare_tokenizer(a.tokenizer))) for t in a.towers)

@@ -32,6 +32,7 @@ from llava_gemma.eval.answers import (
     read_partial,
 )
 from llava_gemma.eval.benchmarks import get_benchmark
+from llava_gemma.eval.failures import warn_failures
 from llava_gemma.eval.gaudi import load_for_gaudi
 from llava_gemma.eval.generate import chat_prompt
 from llava_gemma.eval.ranks import RankGroup, rank_device
@@ -128,8 +129,10 @@ def evaluate_benchmark(model_dir: Path, benchmark: str, data_root: Path, out_dir
     group = RankGroup(Shard.from_env())
     try:
         model, processor = load_cell(model_dir)
-        return run_benchmark(model, processor, benchmark, data_root, out_dir, model_dir=model_dir, group=group,
-                             **settings)
+        metrics = run_benchmark(model, processor, benchmark, data_root, out_dir, model_dir=model_dir, group=group,
+                                **settings)
+        warn_failures({benchmark: metrics}, {benchmark: out_dir})  # the evaluation's last words
+        return metrics
     finally:
         group.close()
 
@@ -162,6 +165,9 @@ def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], 
         results = {name: run(name, out_root, False) for name in benchmarks}
         for name in blind_benchmarks:
             results[f"blind/{name}"] = run(name, Path(blind_out_root), True)
+        out_dirs = {**{n: Path(out_root) / n for n in benchmarks},
+                    **{f"blind/{n}": Path(blind_out_root or ".") / n for n in blind_benchmarks}}
+        warn_failures(results, out_dirs)  # at the end, one line per benchmark: the log's last words
         return results
     finally:
         group.close()
