@@ -36,6 +36,7 @@ from llava_gemma.train.backends import (
 )
 from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints, prepare_resume, run_identity
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
+from llava_gemma.train.gaudi import enable_fused_sdpa, hpu_execution_mode, training_without_cache
 from llava_gemma.train.throughput import TokenCounter, throughput_metrics
 from llava_gemma.train.trainer_setup import make_trainer, training_arguments
 from llava_gemma.train.zero_image import attach_zero_image
@@ -71,6 +72,9 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     check_vocabulary(data_dir, processor.tokenizer, lm_path)  # the data's ids mean this LM's pieces
     counts = set_trainable(model, stage_name, *([stage2_trains] if stage2_trains else []))
     attach_zero_image(model, image_side(processor.image_processor))
+    # hpu: the Gaudi Gemma's fused attention (GaudiTrainer never passes it to a LLaVA, see train/gaudi.py).
+    hpu_run = {"hpu_execution_mode": hpu_execution_mode(), "hpu_fused_sdpa": enable_fused_sdpa(model)} \
+        if backend == "hpu" else {}
     n_image_tokens = image_token_count(processor)
     dataset = PreparedDataset(data_dir / "data.parquet", image_root,
                               sources=instruct_sources if stage_name == "stage2" else None)
@@ -90,7 +94,8 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     resume = prepare_resume(work_dir, identity, is_main=trainer.is_world_process_zero())
     counter = TokenCounter(model)
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with training_without_cache(model):  # see train/gaudi.py: the Gaudi Gemma fails at step 1 otherwise
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.time() - start
     counter.close()
     start_step = int(resume.name.split("-")[-1]) if resume else 0  # only the steps this process timed
@@ -112,7 +117,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
         "steps": result.global_step, "samples": len(dataset), "image_tokens": n_image_tokens,
         "tokens": int(dataset.lengths.sum()), "final_loss": _final_loss(trainer.state.log_history),
         "parameters": counts, "stage_config": asdict(stage), "seed": seed, **recipe, "resumed": resume is not None,
-        "resumed_from": str(resume) if resume else None, **throughput,
+        "resumed_from": str(resume) if resume else None, **throughput, **hpu_run,
     }
     if trainer.is_world_process_zero():
         (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
