@@ -6,7 +6,8 @@ that shells out to ``pip list`` and ``hl-smi``); ``restore()`` puts everything b
 What the stand-in does, and nothing more:
 
 - ``htcore.mark_step`` (lazy mode's graph cut) does nothing: on CPU every op runs eagerly anyway;
-- ``wrap_in_hpu_graph(model)`` returns the model unchanged (an HPU graph replays the same forward);
+- ``wrap_in_hpu_graph(model)`` returns the model, its forward unchanged but for taking
+  ``bypass_hpu_graphs`` (an HPU graph replays the same forward);
 - ``FusedSDPA.apply`` is torch's ``scaled_dot_product_attention`` with the same arguments, and
   ``sdp_kernel`` a null context: the fused-attention branch of the Gaudi Gemma then runs on CPU;
 - ``is_available()`` says False, ``hpu.random`` keeps no state.
@@ -59,7 +60,14 @@ def _mark_step(*args, **kwargs) -> None:
 
 
 def _wrap_in_hpu_graph(module, *args, **kwargs):
+    """The module, its forward taking (and ignoring) ``bypass_hpu_graphs`` as the HPU-graph wrapper does."""
     CALLS["wrap_in_hpu_graph"] += 1
+    forward = module.forward
+
+    def replay(*inputs, bypass_hpu_graphs=False, **kw):
+        return forward(*inputs, **kw)
+
+    module.forward = replay
     return module
 
 
