@@ -121,8 +121,12 @@ def _stack_missing() -> OptimumHabanaUnavailable:
 
 def gaudi_training_arguments(common: dict):
     """``GaudiTrainingArguments`` from the shared arguments plus the Gaudi ones."""
+    from llava_gemma.model.gaudi_gemma import repair_gaudi_gemma
+
     _, _, arguments_class = _optimum_habana()
-    return arguments_class(**common, **gaudi_argument_kwargs())
+    arguments = arguments_class(**common, **gaudi_argument_kwargs())  # runs adapt_transformers_to_gaudi()
+    repair_gaudi_gemma()  # before the LM loads: its decoder layer puts a norm in the wrong place
+    return arguments
 
 
 def gaudi_trainer(*, model, args, precision: str, train_dataset, data_collator, callbacks=None, mixin=None):
