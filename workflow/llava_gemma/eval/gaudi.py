@@ -129,9 +129,9 @@ def load_for_gaudi(model_dir, dtype: torch.dtype, device: str = "hpu"):
                                          "`pip install -e .[hpu]` (see envs/hpu.yaml).") from err
     from habana_frameworks.torch.hpu import wrap_in_hpu_graph
 
-    from llava_gemma.model.gaudi_gemma import repair_gaudi_gemma
+    from llava_gemma.model import gaudi_repairs
 
     adapt_transformers_to_gaudi()  # before loading: swaps in the Gaudi Gemma and generation classes
-    repair_gaudi_gemma()  # its decoder layer puts a norm in the wrong place (model/gaudi_gemma.py)
+    gaudi_repairs.repair()  # its Gemma layer and CLIP attention compute other networks (model/gaudi_repairs.py)
     model = gaudi_llava_class().from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
     return wrap_in_hpu_graph(model)

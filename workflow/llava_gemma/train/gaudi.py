@@ -121,11 +121,11 @@ def _stack_missing() -> OptimumHabanaUnavailable:
 
 def gaudi_training_arguments(common: dict):
     """``GaudiTrainingArguments`` from the shared arguments plus the Gaudi ones."""
-    from llava_gemma.model.gaudi_gemma import repair_gaudi_gemma
+    from llava_gemma.model import gaudi_repairs
 
     _, _, arguments_class = _optimum_habana()
     arguments = arguments_class(**common, **gaudi_argument_kwargs())  # runs adapt_transformers_to_gaudi()
-    repair_gaudi_gemma()  # before the LM loads: its decoder layer puts a norm in the wrong place
+    gaudi_repairs.repair()  # before the model loads: its Gemma layer and CLIP attention are wrong
     return arguments
 
 
