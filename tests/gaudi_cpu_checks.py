@@ -17,7 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-import llava_gemma.eval.answers  # noqa: F401  (imported before Habana's code, as in the real run)
+import llava_gemma.eval.answers
 import llava_gemma.train.run  # noqa: F401
 import torch
 
@@ -33,11 +33,10 @@ def training_step(spec: dict) -> dict:
     """One stage-2 forward and backward as the hpu path runs it: adapt_transformers_to_gaudi (what
     GaudiTrainingArguments' device setup calls), the Gemma repair, assembly, the fused-SDPA hook,
     gradient checkpointing as the Trainer enables it, use_cache off while training."""
-    from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
-
-    from llava_gemma.model.assemble import assemble_llava, load_connector, set_trainable
     from llava_gemma.model import gaudi_repairs
+    from llava_gemma.model.assemble import assemble_llava, load_connector, set_trainable
     from llava_gemma.train.gaudi import enable_fused_sdpa, training_without_cache
+    from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
 
     adapt_transformers_to_gaudi()
     gaudi_repairs.repair()
@@ -55,14 +54,14 @@ def training_step(spec: dict) -> dict:
     grads = {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}
     return {"loss": loss.item(), "grad_norms": grads, "fused_sdpa_keywords": fused,
             "fused_sdpa_calls": habana_stub.CALLS["fused_sdpa"] - before,
-            "lm_class": type(model.model.language_model).__name__, "use_cache_after": model.config.text_config.use_cache}
+            "lm_class": type(model.model.language_model).__name__,
+            "use_cache_after": model.config.text_config.use_cache}
 
 
 def trainer_input_update(spec: dict) -> dict:
     """What GaudiTrainer itself would add to a LLaVA's inputs (its ``_get_input_update_settings``)."""
-    from optimum.habana.transformers.trainer import _get_input_update_settings
-
     from llava_gemma.model.assemble import assemble_llava
+    from optimum.habana.transformers.trainer import _get_input_update_settings
 
     model, _ = assemble_llava(spec["lm"], spec["tower"])
     model.generation_config.use_flash_attention = True  # even when asked for
@@ -72,11 +71,10 @@ def trainer_input_update(spec: dict) -> dict:
 
 def evaluation(cell: dict) -> dict:
     """Greedy answers through eval/gaudi.py's loader and optimum-habana's static-shape generate."""
-    from transformers import AutoProcessor
-
     from llava_gemma.eval.benchmarks.base import Question
     from llava_gemma.eval.gaudi import StaticShapes, load_for_gaudi
     from llava_gemma.eval.generate import PixelCache, answer_rows, chat_prompt
+    from transformers import AutoProcessor
 
     model = load_for_gaudi(cell["model_dir"], torch.float32, device="cpu")
     processor = AutoProcessor.from_pretrained(cell["model_dir"])
