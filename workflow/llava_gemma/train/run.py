@@ -49,9 +49,10 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
               save_steps: int, connector_from: Path | None = None, length_buckets: list[int] | None = None,
               gradient_checkpointing: bool | None = None, peak_tflops: float | None = None,
               connector: str = "mlp2x_gelu", stage2_trains: list[str] | None = None,
-              instruct_sources: list[str] | None = None) -> dict:
+              instruct_sources: list[str] | None = None, pad_to: int | None = None) -> dict:
     """One stage of one run; ``connector``, ``stage2_trains`` and ``instruct_sources`` are the cell's
-    recipe choices (recipe.py), each None or the default for LLaVA-1.5's."""
+    recipe choices (recipe.py), each None or the default for LLaVA-1.5's. ``pad_to`` pads every batch
+    to that many tokens on any backend (the smoke run: ``data.max_length``, the largest shape a run meets)."""
     backend = resolve_backend(backend)
     traits = TRAITS[backend]
     ensure_single_process_env()
@@ -80,7 +81,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                               sources=instruct_sources if stage_name == "stage2" else None)
     collator = LlavaCollator(processor.image_processor, processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                              n_image_tokens, processor.tokenizer.pad_token_id,
-                             length_buckets=length_buckets if traits.pads_to_buckets else None)
+                             length_buckets=[pad_to] if pad_to else length_buckets if traits.pads_to_buckets else None)
     trainer = make_trainer(backend, model=model, args=args, precision=precision, train_dataset=dataset,
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
                            connector_learning_rate=stage.connector_learning_rate)
