@@ -66,7 +66,8 @@ def test_smoke_rule_runs_at_max_length_and_checks_the_device_against_the_cpu(tmp
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     target = "results/smoke/stage2/2b_clip/device_check.json"
     done = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-p", "--cores", "1", "-s",
-                           str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(ROOT / "config.yaml")],
+                           str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(ROOT / "config.yaml")],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     shell = done.stdout

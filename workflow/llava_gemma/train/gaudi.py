@@ -52,10 +52,12 @@ def training_without_cache(model) -> Iterator[None]:
     ``use_cache=False`` inside each decoder layer, while optimum-habana's Gaudi Gemma reads
     ``config.use_cache`` and then a cache entry the layer never returned (``layer_outputs[1]``:
     IndexError at step 1). Training never uses the cache, so every backend turns it off."""
-    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "use_cache")}
-    for sub in [getattr(c, "text_config", None) for c in list(configs.values())]:
-        if sub is not None and hasattr(sub, "use_cache"):
-            configs[id(sub)] = sub
+    configs = {}
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        for candidate in (config, getattr(config, "text_config", None)):  # LLaVA's config nests the LM's
+            if candidate is not None and hasattr(candidate, "use_cache"):
+                configs[id(candidate)] = candidate
     before = {key: config.use_cache for key, config in configs.items()}
     for config in configs.values():
         config.use_cache = False
