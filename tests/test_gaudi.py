@@ -154,7 +154,7 @@ def test_gaudi_llava_and_gemma_take_the_static_shape_path():
     assert {"llava", "gemma"} <= set(static)
     adapt = (source / "modeling_utils.py").read_text()
     assert "def adapt_transformers_to_gaudi(" in adapt
-    # The class eval/gaudi.py loads through, after adapt_transformers_to_gaudi(), is the Gaudi one.
+    # eval/gaudi.py's LlavaForGaudiGeneration subclasses this Gaudi class (for its static-shape inputs).
     assert ("transformers.models.llava.modeling_llava.LlavaForConditionalGeneration = "
             "GaudiLlavaForConditionalGeneration") in adapt
 

@@ -6,7 +6,8 @@ almost every step. optimum-habana's answer, which its image-to-text examples use
 
 - ``adapt_transformers_to_gaudi()`` before loading: transformers' Gemma and ``GenerationMixin`` become
   optimum-habana's (``GaudiGemmaModel``, ``GaudiGenerationMixin``), which keep the KV cache in a buffer
-  of fixed size and index it with ``token_idx``;
+  of fixed size and index it with ``token_idx``; right after it model/gaudi_repairs.py restores Gemma's
+  layer order in optimum-habana's Gemma and transformers' own CLIP classes (both compute other networks);
 - the LLaVA class is ours, ``LlavaForGaudiGeneration``: optimum-habana's
   ``GaudiLlavaForConditionalGeneration`` (its ``prepare_inputs_for_generation`` feeds the static-shape
   loop) with transformers' own forward instead of its one. Its forward is wrong for this study in
