@@ -54,11 +54,12 @@ def eval_device() -> str:
     return "hpu" if hthpu.is_available() else "cpu"
 
 
-def load_cell(model_dir: Path, device: str | None = None) -> tuple[Any, Any]:
+def load_cell(model_dir: Path, device: str | None = None, dtype=None) -> tuple[Any, Any]:
+    """The cell on ``device``, in ``dtype`` (None: fp32 on CPU, bf16 as trained on accelerators)."""
     import torch
 
     device = rank_device(device or eval_device())
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16  # bf16 as trained on accelerators
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     if device == "hpu":  # optimum-habana's static-shape generation in HPU graphs (eval/gaudi.py)
         return load_for_gaudi(model_dir, dtype), AutoProcessor.from_pretrained(model_dir)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
