@@ -1,7 +1,8 @@
 """Cluster-robust covariance of OLS coefficients: one-way CR2, and two-way by question and by run.
 
 Every trained model (a run: one cell, one replicate) answers the same questions, so an outcome
-shares noise with the other outcomes of its question (some questions are hard for every model)
+shares noise with the other outcomes of its question (of its image, where questions share one:
+"question" below is the benchmark's cluster) (some questions are hard for every model)
 and with the other outcomes of its run (a seed that trained well helps every answer). The
 two-way estimator of Cameron, Gelbach and Miller (2011) adds the covariance clustered by question
 to the one clustered by run and subtracts the one clustered by their intersection, which both
@@ -17,15 +18,20 @@ Small-sample choices, stated because runs are few (8 to a few dozen):
   misses; it cannot be negative, so it is projected onto the positive semidefinite matrices
   (negative eigenvalues set to 0) before it is added. The interval is then never narrower than
   the question-sampling interval. (Cameron et al. clip the eigenvalues of the whole sum instead.)
-- Intervals use Student t with Welch-Satterthwaite degrees of freedom per coefficient:
-  df = (v_q + v_excess)^2 / (v_q^2 / (G_question - 1) + v_run^2 / (G_run - rank(run-level design))),
-  with v_run (not the excess) in the second term because the excess is estimated as a
-  difference whose noise is that of V_run. Close to the normal when runs are many; close to a
-  regression on run means (G_run - rank degrees of freedom) when the run part dominates. With one
-  run per cell of a 2^3 design (4 run-level degrees of freedom) the intervals are therefore
-  somewhat wider than question-only ones even when the cells show no extra spread.
-  In simulations (tools/effects_coverage.py) this covers at about the nominal rate, slightly
-  above it when there is no run effect.
+- Degrees of freedom (``DF_RULE``): a Satterthwaite approximation of our own, floored at the
+  run-level residual degrees of freedom. Per coefficient,
+  df_S = (v_q + v_excess)^2 / (v_q^2 / (G_question - 1) + v_run^2 / run_df), with run_df = runs minus
+  the rank of the run-mean design, and v_run (not the excess) in the second term because the excess
+  is a difference whose noise is that of V_run. It is not Bell-McCaffrey's CR2 df (which we do not
+  compute for the two-way sum). Alone it collapses: when answers barely vary between runs (the toy
+  study, where most questions are right or wrong in every cell) V_question is tiny, V_run is not,
+  the excess is 0, and df_S falls towards 0 (a t quantile of 10^4 and more: the toy's VQAv2 interval
+  of +-512 on a 0-1 scale). So df = max(df_S, run_df): never fewer degrees of freedom than the
+  regression on run means, the classical analysis of the cells, which estimates the same run-level
+  variance from run_df residuals. The floor only raises df where df_S fell below run_df; with a
+  small run part the intervals stay somewhat conservative (df_S counts V_run's noise in full).
+  In simulations (tests/test_effects_simulated.py, tools/effects_coverage.py) this covers at about
+  the nominal rate with run effects, and above it when there is none.
 - If the runs leave no residual degrees of freedom (as many runs as run-level coefficients), the
   between-run variance cannot be estimated and only the question part is used; the caller says so.
 """
@@ -37,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS = 1e-12
+DF_RULE = "Satterthwaite floored at run-level residual df (runs - run-level terms)"
+DF_RULE_QUESTION = "clusters - 1"
 
 
 def _inv_sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -75,7 +83,7 @@ class TwoWay:
     cov: np.ndarray  # what the intervals use
     cov_question: np.ndarray  # clustered by question only
     cov_run_excess: np.ndarray  # the between-run part added to it (zeros if not estimable)
-    df: np.ndarray  # Satterthwaite degrees of freedom per coefficient
+    df: np.ndarray  # degrees of freedom per coefficient (DF_RULE)
     run_df: int  # residual degrees of freedom at the run level (<= 0: run part not estimable)
 
 
@@ -106,5 +114,32 @@ def two_way_cov(x: np.ndarray, resid: np.ndarray, questions: np.ndarray, runs: n
         # run's mean too), so V_run, not the difference, carries the run_df degrees of freedom.
         a, b, r = np.diag(v_q), np.diag(excess), np.diag(v_r)
         denominator = a**2 / df_q + r**2 / run_df
-        df = np.where(denominator > 0, (a + b) ** 2 / np.where(denominator > 0, denominator, 1), float(df_q))
+        satterthwaite = np.where(denominator > 0, (a + b) ** 2 / np.where(denominator > 0, denominator, 1),
+                                 float(df_q))
+        df = np.maximum(satterthwaite, float(run_df))  # the floor: see DF_RULE in the module docstring
     return TwoWay(v_q + excess, v_q, excess, df, run_df)
+
+
+def run_variance(x: np.ndarray, y: np.ndarray, questions: np.ndarray, runs: np.ndarray) -> float:
+    """Between-run variance of a run's mean outcome that its questions' sampling does not explain.
+
+    Method of moments on run means: the residual mean square of the run means regressed on the
+    run-level design estimates run variance + within-run noise / questions per run; the within-run
+    noise is the residual variance of the additive question + run model. NaN without run_df."""
+    run_df = run_level_df(x, runs)
+    if run_df <= 0:
+        return float("nan")
+    codes, inverse = np.unique(runs, return_inverse=True)
+    counts = np.bincount(inverse)
+    means_x = np.zeros((len(codes), x.shape[1]))
+    np.add.at(means_x, inverse, x)
+    means_x /= counts[:, None]
+    means_y = np.bincount(inverse, weights=y) / counts
+    coef, *_ = np.linalg.lstsq(means_x, means_y, rcond=None)
+    between = float(np.sum((means_y - means_x @ coef) ** 2) / run_df)
+    q_codes, q_inverse = np.unique(questions, return_inverse=True)
+    q_means = np.bincount(q_inverse, weights=y) / np.bincount(q_inverse)
+    within_resid = y - q_means[q_inverse] - means_y[inverse] + y.mean()
+    within_df = max(len(y) - len(q_codes) - len(codes) + 1, 1)
+    within = float(np.sum(within_resid**2) / within_df)
+    return max(between - within * float(np.mean(1 / counts)), 0.0)
