@@ -128,9 +128,8 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     (what the report showed before replicates; it ignores seed noise). Factors are reported in the
     order of ``factors``, levels in the order they list (the first present level is the baseline).
     """
-    from scipy import stats
-
     from llava_gemma.analysis import clustered
+    from llava_gemma.analysis.intervals import ols_intervals
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
     cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
@@ -144,33 +143,21 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     rows = []
     if kept:
         x, y = _indicators(outcomes, kept), outcomes["y"].to_numpy(float)
-        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-        resid = y - x @ beta
         questions = pd.factorize(outcomes[cluster_col])[0]
         runs = pd.factorize(outcomes["run"])[0]
         run_sd = np.sqrt(clustered.run_variance(x, y, questions, runs))
-        if tuple(clusters) == TWO_WAY:
-            fit = clustered.two_way_cov(x, resid, questions, runs)
-            cov, df, df_rule = fit.cov, fit.df, clustered.DF_RULE
-            clustered_by = f"{unit} and run" if fit.run_df > 0 else \
-                f"{unit} only: as many runs as run-level terms leaves no between-run variance to estimate"
-            if fit.run_df <= 0:
-                df_rule = clustered.DF_RULE_QUESTION
-        elif tuple(clusters) == ("question",):
-            cov = clustered.cr2_cov(x, resid, questions, np.linalg.inv(x.T @ x))
-            df, clustered_by = np.full(len(beta), max(len(set(questions)) - 1, 1.0)), unit
-            df_rule = clustered.DF_RULE_QUESTION
-        else:
+        if tuple(clusters) not in (TWO_WAY, ("question",)):
             raise ValueError(f"clusters={clusters!r}; use ('question', 'run') or ('question',).")
-        se = np.sqrt(np.diag(cov))
-        crit = stats.t.ppf(0.5 + LEVEL / 2, df)
-        p = 2 * stats.t.sf(np.abs(beta / np.where(se > 0, se, np.nan)), df)
+        fit = ols_intervals(x, y, questions, runs, two_way=tuple(clusters) == TWO_WAY, level=LEVEL)
+        beta, se, df, p = fit.beta, fit.se, fit.df, fit.p
+        clustered_by = unit if tuple(clusters) != TWO_WAY else f"{unit} and run" if fit.run_df > 0 else \
+            f"{unit} only: as many runs as run-level terms leaves no between-run variance to estimate"
         for i, term in enumerate(kept, start=1):
             rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                          "baseline": term.baseline, "estimate": beta[i], "std_error": se[i],
-                         "ci_low": beta[i] - crit[i] * se[i], "ci_high": beta[i] + crit[i] * se[i],
+                         "ci_low": fit.low[i], "ci_high": fit.high[i],
                          "p_value": p[i], "note": alias_note(term.factor, design), "clustered_by": clustered_by,
-                         "df": df[i], "df_rule": df_rule, "run_sd": run_sd})
+                         "df": df[i], "df_rule": fit.df_rule, "run_sd": run_sd})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})
