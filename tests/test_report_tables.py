@@ -177,3 +177,17 @@ def test_every_number_names_its_split_and_vqav2_differs_from_the_paper(tmp_path)
     assert set(gqa["ours_split"]) == set(gqa["paper_split"]) == {"test-dev balanced"}
     text = comparison_markdown(comparison)
     assert "vqav2: ours val2014, paper test-dev" in text and "gqa: test-dev balanced (both)" in text
+
+
+def test_relative_speed_on_replicated_runs():
+    """Two runs of each cell (the design example's replicates) used to raise 'The truth value of a Series
+    is ambiguous'; each cell's runs are averaged first."""
+    rows = []
+    for lm, per_s in (("2b", (10.0, 14.0)), ("7b", (4.0, 6.0))):
+        for tower in ("clip", "dinov2"):
+            rows += [{"language_model": lm, "vision_tower": tower, "connector": "pretrain", "run": r,
+                      "stage1_samples_per_s": math.nan, "stage2_samples_per_s": v, "eval_questions_per_s": 2 * v}
+                     for r, v in enumerate(per_s)]
+    relative = relative_speed(pd.DataFrame(rows)).set_index("stage")
+    assert relative.loc["stage2", "throughput_ratio"] == pytest.approx(5.0 / 12.0)
+    assert relative.loc["stage2", "pairs"] == 2 and math.isnan(relative.loc["stage1", "throughput_ratio"])
