@@ -6,8 +6,9 @@
   LM x tower interaction, unbalanced runs and independent answers (analysis/simulated.py) are fitted
   by the report's own interval code. Each scenario must cover its planted effects at a rate inside
   an accepted band [0.93, 0.975] widened by the Monte Carlo error (3 binomial standard errors of the
-  number of intervals; up to 1 where the df rule is known to be conservative, 1-2 run-level df), and its mean squared standard error must match the estimates' mean squared
-  error within [0.8, 1.3] widened by 3 of its own Monte Carlo standard errors. Both sides are checked:
+  number of intervals; up to 1 where the df rule is known to be conservative, 1-2 run-level df),
+  and its mean squared standard error must match the estimates' mean squared error within
+  [0.8, 1.3] widened by 3 of its own Monte Carlo standard errors. Both sides are checked:
   too narrow and too wide intervals fail.
 - Planted bugs (CR0 instead of CR2, the intersection not subtracted, df = G - 1 runs instead of
   Bell-McCaffrey's) are put in by monkeypatching clustered.py, and the same checks must then fail.
