@@ -32,8 +32,8 @@ def scenarios() -> dict[str, Scenario]:
     return {
         "half fraction, 2 replicates, run SD 0.04": Scenario(half, EFFECTS),
         "half fraction, 2 replicates, no run effect": Scenario(half, EFFECTS, run_sd=0.0),
-        "half fraction, 3 replicates, run SD 0.07": Scenario(half, EFFECTS, replicates=3, run_sd=0.07,
-                                                             question_spread=0.15),
+        "half fraction, 3 replicates, run SD 0.06": Scenario(half, EFFECTS, replicates=3, run_sd=0.06,
+                                                             question_spread=0.1),
         "full 2^3, 1 run per cell, run SD 0.04": Scenario(grid, three, replicates=1),
         "full 2^3, 1 run per cell, no run effect": Scenario(grid, three, replicates=1, run_sd=0.0),
         "full 2^3, 2 runs, 20 q/image, tower varies by image": Scenario(
