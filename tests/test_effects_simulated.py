@@ -31,7 +31,7 @@ import pytest
 from llava_gemma.analysis import clustered
 from llava_gemma.analysis.effects import build_effects, fit_effects
 from llava_gemma.analysis.multiplicity import holm
-from llava_gemma.analysis.simulated import Scenario, coverage, report_fit
+from llava_gemma.analysis.simulated import Scenario, coverage, report_fit, simulate_outcomes
 from llava_gemma.config import Cell
 from llava_gemma.design import select_cells
 from scipy import stats
@@ -272,3 +272,28 @@ def test_records_with_images_cluster_by_image(tmp_path):
 def test_holm_by_hand():
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.005])
     np.testing.assert_allclose(holm(p), [0.03, 0.06, np.nan, 0.06, 0.02])
+
+
+# --- interactions ---------------------------------------------------------------------------------
+
+def test_interaction_fitted_on_a_replicated_full_factorial():
+    s = Scenario(FULL3, E3, replicates=3, n_questions=300, run_sd=0.01, question_spread=0.1,
+                 interactions={("language_model", "vision_tower"): 0.12})
+    outcomes = simulate_outcomes(s, np.random.default_rng(0))
+    fit = fit_effects(outcomes, FULL3.factors, "sim", FULL3).set_index("factor")
+    lm_tower = fit.loc["language_model:vision_tower"]
+    assert lm_tower["ci_low"] <= 0.12 <= lm_tower["ci_high"] and lm_tower["p_value"] < 0.01
+    assert lm_tower["df"] == pytest.approx(24 - 7)  # 24 runs, 7 run-level terms
+    assert fit.loc["vision_tower:connector", "ci_low"] <= 0.0 <= fit.loc["vision_tower:connector", "ci_high"]
+    # Main effects stay the average effects (the centred interaction columns are orthogonal to them).
+    assert fit.loc["language_model", "ci_low"] <= 0.10 + 0.06 <= fit.loc["language_model", "ci_high"]
+
+
+def test_aliased_interactions_are_named_not_fitted():
+    four = dict(F3, connector_arch=["linear", "mlp2x_gelu"])
+    half = select_cells(four, {"fractional": {"generators": ["D = ABC"]}})
+    s = Scenario(half, dict(E3, connector_arch=0.0), replicates=2, n_questions=100)
+    fit = fit_effects(simulate_outcomes(s, np.random.default_rng(0)), half.factors, "sim", half)
+    pairs = fit[fit["factor"].str.contains(":")]
+    assert len(pairs) == 6 and pairs["estimate"].isna().all()
+    assert pairs["note"].str.startswith("not estimable apart from").all()

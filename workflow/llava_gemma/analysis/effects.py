@@ -13,7 +13,8 @@ ScienceQA-IMG; ``clustered_by`` names it) and by run, since every run answers th
 and a run's seed moves all its answers at once; clustered.py states the estimator, its small-sample
 corrections and its degrees of freedom (``df``, ``df_rule``). ``run_sd`` is the run variance
 component as an SD (clustered.run_variance); ``p_holm`` adjusts ``p_value`` across benchmarks per
-term (multiplicity.py). With one run per cell the
+term (multiplicity.py); two-factor interactions get rows where the design estimates them
+(interactions.py). With one run per cell the
 run part is estimated from what the main effects leave unexplained between cells (interactions
 and seed noise together), and the interval is never narrower than the question-only one.
 
@@ -129,6 +130,7 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     order of ``factors``, levels in the order they list (the first present level is the baseline).
     """
     from llava_gemma.analysis import clustered
+    from llava_gemma.analysis.interactions import interaction_rows
     from llava_gemma.analysis.intervals import ols_intervals
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
@@ -158,6 +160,9 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
                          "ci_low": fit.low[i], "ci_high": fit.high[i],
                          "p_value": p[i], "note": alias_note(term.factor, design), "clustered_by": clustered_by,
                          "df": df[i], "df_rule": fit.df_rule, "run_sd": run_sd})
+        if tuple(clusters) == TWO_WAY:
+            rows += interaction_rows(outcomes, kept, x, questions, runs, cells, design,
+                                     {**common, "clustered_by": clustered_by, "run_sd": run_sd})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})
