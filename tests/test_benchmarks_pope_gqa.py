@@ -59,9 +59,11 @@ def _pope_question(split: str, i: int, label: str) -> Question:
 def test_pope_score_record():
     bench = PopeBenchmark()
     rec = bench.score(_pope_question("random", 1, "no"), "No, there is not.")
-    assert rec == {"correct": True, "parsed": "no", "split": "random", "label": "no"}
+    assert rec == {"correct": True, "parsed": "no", "split": "random", "label": "no",
+                   "image": "random-1"}
     rec = bench.score(_pope_question("adversarial", 2, "no"), "Yes.")
-    assert rec == {"correct": False, "parsed": "yes", "split": "adversarial", "label": "no"}
+    assert rec == {"correct": False, "parsed": "yes", "split": "adversarial", "label": "no",
+                   "image": "adversarial-2"}
 
 
 def test_pope_aggregate_hand_computed():
@@ -230,7 +232,8 @@ def test_pope_missing_files_raise_clear_errors(tmp_path):
 def test_gqa_score_exact_match(prediction, gold, correct):
     q = Question("201307251", None, "Which side?" + SHORT_ANSWER_SUFFIX, gold, {"structural": "query"})
     rec = GQABenchmark().score(q, prediction)
-    assert rec == {"correct": correct, "parsed": normalize_prediction(prediction), "structural": "query"}
+    assert rec == {"correct": correct, "parsed": normalize_prediction(prediction), "structural": "query",
+                   "image": "201307251"}
 
 
 def test_gqa_aggregate_binary_open_split():

@@ -191,7 +191,11 @@ def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
     assert math.isclose(row["gqa_replicate_sd"], 0.00707, rel_tol=1e-2) and row["projector"] == "linear"
     write_table1(table, tmp_path / "report")
     text = (tmp_path / "report" / "table1.md").read_text()
-    assert "**0.515** [0.415, 0.615] ±0.007" in text and "between-replicate standard deviation" in text
+    # Shown: the combined interval, hypot(0.1, t(1) 12.71 x 0.00707 / sqrt 2) = 0.1185 around the mean; the
+    # dinov2 cells tie, so none is bold.
+    assert row["gqa_combined_low"] == pytest.approx(0.515 - 0.1185, abs=2e-4)
+    assert row["gqa_predict_high"] > row["gqa_combined_high"] > row["gqa_ci_high"]
+    assert "| 0.515 [0.397, 0.633] ±0.007 |" in text and "between-replicate standard deviation" in text
 
 
 def test_effects_use_every_run_and_name_the_aliasing(tmp_path):

@@ -285,7 +285,8 @@ def cmd_plan(a) -> None:
     from llava_gemma.analysis.plan import run_plan
 
     print(run_plan(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                   prepared=[Path(x) for x in a.prepared]))
+                   prepared=[Path(x) for x in a.prepared], seed_sd=a.seed_sd, questions=a.questions,
+                   pilot=Path(a.pilot) if a.pilot else None, target=a.target_effect))
     return None  # the Markdown table is the output
 
 
@@ -476,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to predict hours at")
     plan.add_argument("--prepared", nargs="*", default=[],
                       help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the estimates")
+    plan.add_argument("--seed-sd", type=float, default=None,
+                      help="SD of a run's score over seeds (0-1 scale): adds the power table (analysis/power.py)")
+    plan.add_argument("--questions", type=int, default=1000, help="questions per benchmark, with --seed-sd")
+    plan.add_argument("--pilot", default=None, help="a pilot study's effects.csv: its standard errors give the power")
+    plan.add_argument("--target-effect", type=float, default=None,
+                      help="an effect (0-1 scale) to find with 80%% power: prints the replicates it needs")
     return p
 
 

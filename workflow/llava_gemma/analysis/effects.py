@@ -7,9 +7,14 @@ of 2B). A run is one trained model: a cell, or one replicate of a cell. The base
 first one the config lists. On a full, balanced design each coefficient is the factor's average
 effect on the probability of a correct answer, averaged over the other factors' levels.
 
-Standard errors are clustered two ways, by question (by image for MME, by pair for MMVP) and by
-run, since every run answers the same questions and a run's seed moves all its answers at once;
-clustered.py states the estimator and its small-sample corrections. With one run per cell the
+Standard errors are clustered two ways, by the benchmark's unit of dependence (the image where
+questions share one: GQA, POPE, VQAv2, MME, MM-Vet; the pair for MMVP; the question for
+ScienceQA-IMG; ``clustered_by`` names it) and by run, since every run answers the same questions
+and a run's seed moves all its answers at once; clustered.py states the estimator, its small-sample
+corrections and its degrees of freedom (``df``, ``df_rule``). ``run_sd`` is the run variance
+component as an SD (clustered.run_variance); ``p_holm`` adjusts ``p_value`` across benchmarks per
+term (multiplicity.py); two-factor interactions get rows where the design estimates them
+(interactions.py). With one run per cell the
 run part is estimated from what the main effects leave unexplained between cells (interactions
 and seed noise together), and the interval is never narrower than the question-only one.
 
@@ -37,7 +42,8 @@ if TYPE_CHECKING:
 FACTORS: dict[str, str] = {"connector": "connector", "vision_tower": "vision tower", "language_model": "language model"}
 LEVEL = 0.95
 EFFECT_COLUMNS = ["benchmark", "term", "factor", "level", "baseline", "estimate", "std_error", "ci_low", "ci_high",
-                  "p_value", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs", "clustered_by"]
+                  "p_value", "p_holm", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs",
+                  "clustered_by", "df", "df_rule", "run_sd"]
 TWO_WAY = ("question", "run")
 
 
@@ -123,42 +129,40 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     (what the report showed before replicates; it ignores seed noise). Factors are reported in the
     order of ``factors``, levels in the order they list (the first present level is the baseline).
     """
-    from scipy import stats
-
-    from llava_gemma.analysis.clustered import cr2_cov, two_way_cov
+    from llava_gemma.analysis import clustered
+    from llava_gemma.analysis.interactions import interaction_rows
+    from llava_gemma.analysis.intervals import ols_intervals
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
     cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
     terms, left_factors = design_terms(cells, factors, factor_labels)
     kept, confounded = identified_terms(cells, terms)
     cluster_col = "cluster" if "cluster" in outcomes else "question"
+    unit = _cluster_name(outcomes)
     common = {"benchmark": benchmark, "n_cells": len(cells), "n_runs": outcomes["run"].nunique(),
               "n_questions": outcomes["question"].nunique(), "n_clusters": outcomes[cluster_col].nunique(),
               "outcome": _outcome_kind(outcomes)}
     rows = []
     if kept:
         x, y = _indicators(outcomes, kept), outcomes["y"].to_numpy(float)
-        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-        resid = y - x @ beta
         questions = pd.factorize(outcomes[cluster_col])[0]
-        if tuple(clusters) == TWO_WAY:
-            fit = two_way_cov(x, resid, questions, pd.factorize(outcomes["run"])[0])
-            cov, df = fit.cov, fit.df
-            clustered_by = "question and run" if fit.run_df > 0 else \
-                "question only: as many runs as run-level terms leaves no between-run variance to estimate"
-        elif tuple(clusters) == ("question",):
-            cov = cr2_cov(x, resid, questions, np.linalg.inv(x.T @ x))
-            df, clustered_by = np.full(len(beta), max(len(set(questions)) - 1, 1.0)), "question"
-        else:
+        runs = pd.factorize(outcomes["run"])[0]
+        run_sd = np.sqrt(clustered.run_variance(x, y, questions, runs))
+        if tuple(clusters) not in (TWO_WAY, ("question",)):
             raise ValueError(f"clusters={clusters!r}; use ('question', 'run') or ('question',).")
-        se = np.sqrt(np.diag(cov))
-        crit = stats.t.ppf(0.5 + LEVEL / 2, df)
-        p = 2 * stats.t.sf(np.abs(beta / np.where(se > 0, se, np.nan)), df)
+        fit = ols_intervals(x, y, questions, runs, two_way=tuple(clusters) == TWO_WAY, level=LEVEL)
+        beta, se, df, p = fit.beta, fit.se, fit.df, fit.p
+        clustered_by = unit if tuple(clusters) != TWO_WAY else f"{unit} and run" if fit.run_df > 0 else \
+            f"{unit} only: as many runs as run-level terms leaves no between-run variance to estimate"
         for i, term in enumerate(kept, start=1):
             rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                          "baseline": term.baseline, "estimate": beta[i], "std_error": se[i],
-                         "ci_low": beta[i] - crit[i] * se[i], "ci_high": beta[i] + crit[i] * se[i],
-                         "p_value": p[i], "note": alias_note(term.factor, design), "clustered_by": clustered_by})
+                         "ci_low": fit.low[i], "ci_high": fit.high[i],
+                         "p_value": p[i], "note": alias_note(term.factor, design), "clustered_by": clustered_by,
+                         "df": df[i], "df_rule": fit.df_rule, "run_sd": run_sd})
+        if tuple(clusters) == TWO_WAY:
+            rows += interaction_rows(outcomes, kept, x, questions, runs, cells, design,
+                                     {**common, "clustered_by": clustered_by, "run_sd": run_sd})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})
@@ -166,6 +170,14 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
         rows.append({**common, "term": f"{label_of(factor, factor_labels)} (one level)", "factor": factor,
                      "note": why})
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def _cluster_name(outcomes: pd.DataFrame) -> str:
+    """What the first clustering dimension is: 'image', 'pair', 'question', or a mix when records differ."""
+    if "cluster_field" not in outcomes:
+        return "cluster" if "cluster" in outcomes else "question"
+    fields = list(dict.fromkeys(outcomes["cluster_field"].astype(str)))
+    return fields[0] if len(fields) == 1 else " or ".join(fields) + " (records differ: re-evaluate)"
 
 
 def build_effects(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:
@@ -177,7 +189,16 @@ def build_effects(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> 
     for b in benchmarks:
         outcomes = load_outcomes(cells, b, cells_dir)
         frames.append(fit_effects(outcomes.assign(run=outcomes["cell"]), factors, b))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EFFECT_COLUMNS)
+    return with_holm(frames)
+
+
+def with_holm(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The benchmarks' tables as one, with Holm-adjusted p-values across benchmarks per term."""
+    from llava_gemma.analysis.multiplicity import add_holm
+
+    if not frames:
+        return pd.DataFrame(columns=EFFECT_COLUMNS)
+    return add_holm(pd.concat(frames, ignore_index=True))
 
 
 def write_effects(effects: pd.DataFrame, out_dir: Path) -> None:

@@ -149,7 +149,8 @@ def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None,
                 "token caps, on " + ", ".join(f"{BENCHMARK_NAMES.get(b, b)}"
                                               + (f" ({o['limit']} questions, seeded)" if o.get("limit") else "")
                                               for b, o in benchmarks.items())
-                + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over questions."]
+                + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over question "
+                "sampling (images resampled whole where questions share one); it does not cover seed variance."]
     if metrics:
         out += ["", "## Results", "", *_results_table(metrics), "", _failed_line(failed or {})]
     else:

@@ -2,8 +2,10 @@
 
 Each record carries ``correct`` (bool: GQA, POPE, MME, MMVP, ScienceQA-IMG) or ``score`` (in
 [0, 1]: VQAv2's 10-choose-9 accuracy, MM-Vet's judge score). The ``cluster`` column is the
-benchmark's unit of dependence, whose answers are correlated across questions: the question
-itself, except MME (two questions per image) and MMVP (two images per question pair).
+benchmark's unit of dependence, whose answers are correlated across questions: the image where
+questions share one (GQA, POPE, VQAv2, MME, MM-Vet; each record names it in ``image``), the pair
+for MMVP (two images per question pair), the question itself for ScienceQA-IMG (one image each).
+``cluster_field`` says which: records written before images were named fall back to the question.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pandas as pd
 from llava_gemma.config import Cell
 from llava_gemma.errors import UserError
 
-CLUSTER_FIELD = {"mme": "image", "mmvp": "pair"}
+CLUSTER_FIELD = {"gqa": "image", "pope": "image", "vqav2": "image", "mme": "image", "mmvet": "image",
+                 "mmvp": "pair"}
 
 
 def read_samples(path: Path) -> list[dict]:
@@ -36,15 +39,17 @@ def outcome_of(record: dict, path: Path) -> tuple[float, str]:
 
 
 def load_outcomes(cells: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFrame:
-    """Rows: cell, its three factor levels, question id, cluster, outcome y and its kind."""
+    """Rows: cell, its three factor levels, question id, cluster, cluster_field, outcome y and its kind."""
     rows = []
     cluster_field = CLUSTER_FIELD.get(benchmark)
     for cell in cells:
         path = cells_dir / cell.name / "eval" / benchmark / "samples.jsonl"
         for rec in read_samples(path):
             qid = str(rec["id"])
-            cluster = str(rec[cluster_field]) if cluster_field and cluster_field in rec else qid
+            field = cluster_field if cluster_field and cluster_field in rec else "question"
+            cluster = qid if field == "question" else f"{field}:{rec[field]}"
             rows.append({"cell": cell.name, "language_model": cell.language_model,
                          "vision_tower": cell.vision_tower, "connector": cell.connector,
-                         "question": qid, "cluster": cluster, **dict(zip(("y", "kind"), outcome_of(rec, path)))})
+                         "question": qid, "cluster": cluster, "cluster_field": field,
+                         **dict(zip(("y", "kind"), outcome_of(rec, path)))})
     return pd.DataFrame(rows)

@@ -151,7 +151,8 @@ def _merge(into: dict, new: dict) -> None:
 
 
 def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_tflops: float | None = None,
-             mfu: float = 0.4, prepared: list[Path] = ()) -> str:
+             mfu: float = 0.4, prepared: list[Path] = (), seed_sd: float | None = None, questions: int = 1000,
+             pilot: Path | None = None, target: float | None = None) -> str:
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
     study = load_configs(configfiles)
@@ -159,7 +160,27 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
     loads = study_workloads(study, prepared)
     rows = plan_rows(study, hardware, loads)
-    return plan_markdown(study, rows, hardware, loads)
+    return plan_markdown(study, rows, hardware, loads) + _power(study, seed_sd, questions, pilot, target)
+
+
+def _power(study: StudyConfig, seed_sd: float | None, questions: int, pilot: Path | None,
+           target: float | None) -> str:
+    """The power table (analysis/power.py) when a seed SD or a pilot's effects are given."""
+    from llava_gemma.analysis.power import pilot_spread, power_markdown
+
+    if seed_sd is None and pilot is None:
+        return ""
+    if pilot is not None:
+        spread, source = pilot_spread(pilot), f"the pilot's main-effect standard errors ({pilot})"
+    else:
+        if seed_sd < 0 or questions < 1:
+            raise UserError(f"--seed-sd {seed_sd} and --questions {questions}: give a seed SD >= 0 and >= 1 question.")
+        benchmarks = list(study.raw.get("eval", {}).get("benchmarks", {})) or ["every benchmark"]
+        sd = (seed_sd**2 + 0.25 / questions) ** 0.5
+        spread = dict.fromkeys(benchmarks, sd)
+        source = f"--seed-sd {seed_sd:g} and {questions} questions (binomial noise at p = 0.5)"
+    run_terms = 1 + sum(len(f.levels) - 1 for f in study.factors if len(f.levels) > 1)
+    return "\n" + power_markdown(spread, len(study.cells), study.replicates, run_terms, target, source)
 
 
 def plan_markdown(study: StudyConfig, rows: list[dict], hardware: Hardware, loads: dict[str, StageWorkload]) -> str:

@@ -20,12 +20,35 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _panel_title(bench: str, first: pd.Series | None) -> str:
+    """The benchmark with what the panel's fit saw, counted as it is: questions (and their clusters),
+    runs and cells (runs are cells x replicates)."""
+    if first is None:
+        return bench
+    unit = str(first.get("clustered_by", "question")).split(" and ")[0].split(" only")[0]
+    clusters = "" if unit == "question" else f" in {int(first['n_clusters'])} {unit}s"
+    runs = int(first["n_runs"]) if pd.notna(first.get("n_runs")) else int(first["n_cells"])
+    return f"{bench}\n{int(first['n_questions'])} questions{clusters}\n{runs} runs of {int(first['n_cells'])} cells"
+
+
+def _caption(effects: pd.DataFrame) -> str:
+    rule = next((r for r in effects.get("df_rule", pd.Series(dtype=str)).dropna()), "")
+    units = sorted({str(c).split(" and ")[0].split(" only")[0] for c in effects.get("clustered_by", []) if pd.notna(c)})
+    by = "/".join(units) or "question"
+    seeds = all(" and run" in str(c) for c in effects.get("clustered_by", pd.Series(dtype=str)).dropna())
+    covers = "question sampling and seed variance" if seeds else \
+        "question sampling, and seed variance only where the runs allow (effects.csv: clustered_by)"
+    return (f"Factor effects (linear probability model): 95% t intervals clustered by {by} and by run"
+            f"{'; df: ' + rule if rule else ''}.\n* Holm-adjusted p < 0.05 across benchmarks within the factor; "
+            f"intervals (unadjusted) cover {covers}.")
+
+
 def plot_effects(effects: pd.DataFrame, path: Path) -> None:
     """One panel per benchmark; per term a point with its 95% interval; terms left out named in grey."""
     benchmarks = list(dict.fromkeys(effects["benchmark"])) or ["(no benchmark)"]
     terms = list(dict.fromkeys(effects["term"])) or ["(no term)"]
     nrows, ncols = _grid(len(benchmarks))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 + 3.0 * ncols, 0.9 + (0.55 * len(terms) + 0.9) * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 + 3.0 * ncols, 1.1 + (0.55 * len(terms) + 1.1) * nrows),
                              sharey=True, squeeze=False)
     for ax in axes.flat[len(benchmarks):]:
         ax.set_visible(False)
@@ -37,19 +60,26 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
                 ax.text(0.0, y, "not identified", ha="center", va="center", fontsize=7, color="0.45")
                 continue
             r = rows.loc[term]
-            ax.errorbar(r["estimate"], y, xerr=[[r["estimate"] - r["ci_low"]], [r["ci_high"] - r["estimate"]]],
+            # An interval never reaches past its metric's range of differences, [-1, 1]: clipped, with an arrow.
+            low, high = max(r["ci_low"], -1.0), min(r["ci_high"], 1.0)
+            ax.errorbar(r["estimate"], y, xerr=[[r["estimate"] - low], [high - r["estimate"]]],
                         fmt="o", color=FACTOR_COLOURS.get(r["factor"], "k"), capsize=3, ms=5)
+            for end, clipped in ((low, r["ci_low"] < -1.0), (high, r["ci_high"] > 1.0)):
+                if clipped:
+                    ax.annotate("", (end, y), (end - 0.05 * (1 if end > 0 else -1), y),
+                                arrowprops={"arrowstyle": "->", "color": "0.3"})
+            if pd.notna(r.get("p_holm")) and r["p_holm"] < 0.05:
+                ax.annotate("*", (r["estimate"], y), xytext=(0, 4), textcoords="offset points", ha="center",
+                            fontsize=10)
         first = effects[effects["benchmark"] == bench].iloc[0] if len(rows) else None
-        n = "" if first is None else f"\n{int(first['n_questions'])} questions x {int(first['n_cells'])} cells"
-        ax.set_title(f"{bench}{n}", fontsize=9)
+        ax.set_title(_panel_title(bench, first), fontsize=9)
         unit = "P(correct)" if first is None or first["outcome"] == "correct" else "mean score (0-1)"
         ax.set_xlabel(f"change in {unit}", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", color="0.9")
         ax.set_ylim(len(terms) - 0.5, -0.5)
     axes[0, 0].set_yticks(range(len(terms)), terms)
-    fig.suptitle("Factor effects: linear probability model, 95% intervals clustered by question and by run",
-                 fontsize=10)
+    fig.suptitle(_caption(effects), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -25,10 +25,10 @@ def run_outcomes(runs: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFr
 def build_run_effects(runs: list[Cell], benchmarks: list[str], cells_dir: Path,
                       factors: dict[str, list[str]], design: str | dict | list = "full") -> pd.DataFrame:
     """effects.csv: one ``fit_effects`` table per benchmark over every run of every cell."""
-    from llava_gemma.analysis.effects import EFFECT_COLUMNS, fit_effects
+    from llava_gemma.analysis.effects import fit_effects, with_holm
     from llava_gemma.study_design import choose_design
 
     chosen = choose_design(factors, design)
     levels = {f: tuple(lv) for f, lv in factors.items()}
     frames = [fit_effects(run_outcomes(runs, b, cells_dir), levels, b, chosen) for b in benchmarks]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EFFECT_COLUMNS)
+    return with_holm(frames)

@@ -66,11 +66,18 @@ def build_speed(cells: list[Cell], benchmarks: list[str], results_dir: Path) -> 
 
 
 def relative_speed(speed: pd.DataFrame) -> pd.DataFrame:
-    """Each LM level's throughput over the first level's, on cells equal in tower and connector."""
+    """Each LM level's throughput over the first level's, on cells equal in tower and connector.
+
+    Replicated runs of a cell (several rows with the same levels) are averaged first, so each cell
+    counts once and its key is unique."""
     levels = list(dict.fromkeys(speed["language_model"]))
     measures = {"stage1": "stage1_samples_per_s", "stage2": "stage2_samples_per_s",
                 "evaluation": "eval_questions_per_s"}
-    keyed = speed.set_index(["language_model", "vision_tower", "connector"])
+    key = ["language_model", "vision_tower", "connector"]
+    values = speed[key + list(measures.values())].copy()
+    for column in measures.values():
+        values[column] = pd.to_numeric(values[column], errors="coerce")
+    keyed = values.groupby(key, sort=False).mean()
     rows = []
     for level in levels[1:]:
         for stage, column in measures.items():

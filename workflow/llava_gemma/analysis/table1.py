@@ -5,10 +5,13 @@ are their bootstrap intervals). POPE's two columns are means over its three spli
 reports POPE (see ``COLUMNS``). Units follow the paper: GQA, POPE, MMVP and ScienceQA-IMG as
 fractions, MME in points, MM-Vet and VQAv2 in percent. A benchmark the config does not evaluate
 stays in the table as a missing column, so a reader never mistakes "not run" for "left out".
-The best cell per column (highest value; ties all marked) is bold in the Markdown and LaTeX
-tables and named in the CSV's ``best_in`` column. ``failed_questions`` counts the questions of the
-table's benchmarks that could not be asked (an undecodable image; scored as wrong), summed over a
-cell's runs, with ``failed_in`` naming the benchmarks: a value is then lower than the model's.
+The best cell per column is bold in the Markdown and LaTeX tables and named in the CSV's
+``best_in`` column only where it is separated from the next: its interval's low end above the
+runner-up's high end (the shown interval: question sampling with one run per cell, question
+sampling and seeds combined with replicates). Ties and overlaps are not bold. ``failed_questions``
+counts the questions of the table's benchmarks that could not be asked (an undecodable image; scored
+as wrong), summed over a cell's runs, with ``failed_in`` naming the benchmarks: a value is then lower
+than the model's.
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ FAILED_COLUMN = "failed questions"
 FAILED_NOTE = ("Failed questions: questions that could not be asked (an image that does not decode); each counts as "
                "a wrong answer in its benchmark's value, so a cell with failures scores lower than its model would; "
                "the questions are named in results/cells/<cell>/eval/<benchmark>/samples.jsonl (field `error`).")
+INTERVAL_NOTE = ("[low, high] is a 95% bootstrap interval over question sampling only (images resampled whole for "
+                 "GQA, POPE, VQAv2, MME and MM-Vet, pairs for MMVP, questions for ScienceQA-IMG): how much the score "
+                 "would move on another sample of questions for the same trained model. It does not cover seed "
+                 "variance (another training run of the cell), which can be several times larger; train replicates "
+                 "for an interval that does.")
+BOLD_NOTE = ("Bold: the column's best cell, only where its interval lies entirely above the runner-up's; "
+             "otherwise no cell of that column is bold.")
 
 
 def read_metrics(path: Path) -> dict:
@@ -110,12 +120,33 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
     return table
 
 
+def shown_interval(row: pd.Series, column: str) -> tuple[float, float]:
+    """The interval the table prints: combined (question sampling and seeds) with replicates, else
+    question sampling only."""
+    low, high = row.get(f"{column}_combined_low", math.nan), row.get(f"{column}_combined_high", math.nan)
+    if isinstance(low, float) and not (math.isnan(low) or math.isnan(high)):
+        return low, high
+    return row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+
+
 def _best_marks(table: pd.DataFrame) -> list[list[bool]]:
-    """Per row, per column: is this the column's best value (ties included)?"""
-    marks = []
-    for _, row in table.iterrows():
-        marks.append([not math.isnan(row[c]) and row[c] == table[c].max() for c in COLUMNS])
-    return marks
+    """Per row, per column: is this the column's best, separated from the runner-up (see the docstring)?"""
+    best: dict[str, int | None] = {}
+    for c in COLUMNS:
+        values = table[c].astype(float)
+        order = values.dropna().sort_values(ascending=False)
+        if len(order) == 0 or (len(order) > 1 and order.iloc[0] == order.iloc[1]):
+            best[c] = None
+            continue
+        first = order.index[0]
+        if len(order) > 1:
+            low = shown_interval(table.loc[first], c)[0]
+            high = shown_interval(table.loc[order.index[1]], c)[1]
+            if math.isnan(low) or math.isnan(high) or low <= high:
+                best[c] = None
+                continue
+        best[c] = first
+    return [[best[c] == i for c in COLUMNS] for i in table.index]
 
 
 def evaluated_columns(table: pd.DataFrame) -> list[str]:
@@ -134,7 +165,7 @@ def format_cell(row: pd.Series, column: str, bold: tuple[str, str]) -> str:
     text = format_number(value, column)
     if column in str(row.get("best_in", "")).split(";"):
         text = f"{bold[0]}{text}{bold[1]}"
-    low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+    low, high = shown_interval(row, column)
     if not (math.isnan(low) or math.isnan(high)):
         text += f" [{format_number(low, column)}, {format_number(high, column)}]"
     spread = row.get(f"{column}_replicate_sd", math.nan)
@@ -168,7 +199,8 @@ def table_note(table: pd.DataFrame) -> str:
     from llava_gemma.analysis.replicate_rows import REPLICATE_NOTE
 
     failures = "\n\n" + FAILED_NOTE if table.get("failed_questions", pd.Series(dtype=int)).any() else ""
-    return SPLIT_NOTE + ("\n\n" + REPLICATE_NOTE if "replicates" in table else "") + failures
+    return (SPLIT_NOTE + "\n\n" + (REPLICATE_NOTE if "replicates" in table else INTERVAL_NOTE) + "\n\n" + BOLD_NOTE
+            + failures)
 
 
 def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:

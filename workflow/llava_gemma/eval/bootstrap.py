@@ -1,6 +1,10 @@
 """Seeded bootstrap percentile intervals for benchmark metrics.
 
-A benchmark's units (questions; pairs for MMVP; images for MME) are resampled with replacement.
+A benchmark's units are resampled with replacement: its clusters, the units whose answers are
+dependent (the image for GQA, POPE, VQAv2, MME and MM-Vet, whose questions share images; the pair
+for MMVP; the question where each has its own image, ScienceQA-IMG). A cluster's questions go in or
+out of a resample together (``cluster_components``), so the interval covers the sampling of images,
+not only of questions, which is narrower than it should be when an image's questions move together.
 Each unit carries a row of additive components, e.g. ``[correct, 1]`` for an accuracy or
 ``[tp, fp, tn, fn]`` for POPE's F1, so every resample's metric is a function of one row of summed
 components: a resample is a vector of counts over units, and all resamples together are one
@@ -73,16 +77,45 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def cluster_components(components: Any, clusters: Sequence[Any],
+                       strata: Sequence[Any] | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Per-question component rows summed per cluster (first-seen order), and each cluster's stratum.
+
+    Clusters must nest in strata (an MME image in its subtask); where they cross (POPE's splits ask
+    about the same images) resample the clusters without strata."""
+    x = np.asarray(components, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    labels = [str(c) for c in clusters]
+    if len(labels) != len(x):
+        raise ValueError("cluster_components: clusters must give one label per question.")
+    codes, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)  # first-seen order: the same records give the same resamples
+    index = {c: i for i, c in enumerate(codes[order])}
+    sums = np.zeros((len(codes), x.shape[1]))
+    np.add.at(sums, [index[c] for c in labels], x)
+    if strata is None:
+        return sums, None
+    pairs = {(c, str(s)) for c, s in zip(labels, strata, strict=True)}
+    if len(pairs) != len(codes):
+        raise ValueError("cluster_components: a cluster spans several strata; resample the clusters without strata.")
+    stratum = [str(strata[i]) for i in first[order]]
+    return sums, stratum
+
+
 def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den elementwise, 0.0 where den is 0 (the benchmarks' convention for empty groups)."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
 
 
-def mean_interval(values: Any, *, scale: float = 1.0, **kwargs: Any) -> tuple[float, float]:
-    """Interval of ``scale`` x the mean of per-unit ``values`` (accuracy, judge score...)."""
+def mean_interval(values: Any, *, scale: float = 1.0, clusters: Sequence[Any] | None = None,
+                  **kwargs: Any) -> tuple[float, float]:
+    """Interval of ``scale`` x the mean of per-question ``values`` (accuracy, judge score...), resampling
+    ``clusters`` (one label per value, e.g. its image) whole when given, else single questions."""
     v = np.asarray(values, dtype=float)
     comps = np.stack([v, np.ones_like(v)], axis=1)
+    if clusters is not None:
+        comps, _ = cluster_components(comps, clusters)
     return bootstrap_interval(comps, lambda s: scale * ratio(s[:, 0], s[:, 1]), **kwargs)
 
 

@@ -62,6 +62,14 @@ class Benchmark:
         """Files beside ``samples.jsonl`` that a benchmark needs (e.g. a submission file); none by default."""
 
 
+def image_key(question: Question) -> str:
+    """The question's image (its id in ``meta["image_id"]``, else its file name; the question id if it
+    has none): the unit whose questions share answers, which the effect model and the bootstrap resample."""
+    if "image_id" in question.meta:
+        return str(question.meta["image_id"])
+    return question.image_path.name if question.image_path is not None else question.qid
+
+
 def seeded_subset(items: list, limit: int | None, seed: int) -> list:
     """A fixed, seeded subset of ``limit`` items in their original order (all items if no limit)."""
     import random

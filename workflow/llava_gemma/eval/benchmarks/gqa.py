@@ -33,7 +33,8 @@ Metric
     ``structural/<type>/accuracy`` per structural type present (eval.py's
     "accuracyPerStructuralType"). Consistency, validity, plausibility, grounding and
     distribution need extra files and are not computed (LLaVA reports accuracy only).
-    ``accuracy_ci_low``/``accuracy_ci_high``: bootstrap 95% interval over questions. lmms-eval's
+    ``accuracy_ci_low``/``accuracy_ci_high``: bootstrap 95% interval over images (GQA asks many questions of each image;
+    they are resampled together; each record names its ``image``). lmms-eval's
     ``gqa`` task differs (exact match ignoring case and punctuation); LLaVA's is used because
     the paper ran LLaVA's scripts. Generation cap: 128 new tokens, ``model_vqa_loader.py``'s default.
 """
@@ -51,6 +52,7 @@ from .base import (
     Benchmark,
     Question,
     finish_loading,
+    image_key,
     require_path,
 )
 
@@ -131,6 +133,7 @@ class GQABenchmark(Benchmark):
             "correct": parsed == question.target,
             "parsed": parsed,
             "structural": question.meta["structural"],
+            "image": image_key(question),
         }
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
@@ -145,5 +148,6 @@ class GQABenchmark(Benchmark):
             "open/accuracy": _mean([bool(r["correct"]) for r in records if r["structural"] == "query"]),
         }
         out.update({f"structural/{t}/accuracy": _mean(v) for t, v in sorted(by_type.items())})
-        out.update(interval_keys("accuracy", mean_interval([bool(r["correct"]) for r in records])))
+        images = [r.get("image", i) for i, r in enumerate(records)]  # older records: one question, one cluster
+        out.update(interval_keys("accuracy", mean_interval([bool(r["correct"]) for r in records], clusters=images)))
         return out

@@ -26,8 +26,8 @@ Metric
     questions needing capability ``cap`` (rec, ocr, know, gen, spat, math), as the evaluator's
     per-capability columns (it rounds them to 1 decimal; these are unrounded).
     ``judge`` names the judge model, or "offline-and-or"; ``score_ci_*``: bootstrap 95% interval
-    over questions. Judged answers are cached in ``<root>/judge_cache.jsonl`` (or
-    ``LLAVA_GEMMA_JUDGE_CACHE``), so a rerun never pays twice.
+    over images (questions sharing an image are resampled together). Judged answers are cached in
+    ``<root>/judge_cache.jsonl`` (or ``LLAVA_GEMMA_JUDGE_CACHE``), so a rerun never pays twice.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from llava_gemma.eval.bootstrap import interval_keys, mean_interval
 from llava_gemma.eval.judge import Judge, check_judge_choice, make_judge
 
-from .base import Benchmark, Question, finish_loading, require_path
+from .base import Benchmark, Question, finish_loading, image_key, require_path
 
 CAPABILITIES = ("rec", "ocr", "know", "gen", "spat", "math")
 CACHE_FILE = "judge_cache.jsonl"
@@ -103,6 +103,7 @@ class MMVetBenchmark(Benchmark):
         grade = judge.grade(question.qid, question.meta.get("question", question.prompt), question.target,
                             prediction)
         return {"score": grade.score, "capability": question.meta["capability"], "judge": grade.judge,
+                "image": image_key(question),
                 "judge_reply": grade.content, "judge_tries": grade.tries}
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class MMVetBenchmark(Benchmark):
         out: dict[str, Any] = {"score": 100 * sum(scores) / len(scores)}
         ordered = [c for c in CAPABILITIES if c in by_cap] + sorted(set(by_cap) - set(CAPABILITIES))
         out.update({f"{c}/score": 100 * sum(by_cap[c]) / len(by_cap[c]) for c in ordered})
-        out.update(interval_keys("score", mean_interval(scores, scale=100.0)))
+        out.update(interval_keys("score", mean_interval(scores, scale=100.0,
+                                                     clusters=[r.get("image", i) for i, r in enumerate(records)])))
         out["judge"] = ",".join(sorted({str(r.get("judge", "unknown")) for r in records}))
         return out

@@ -37,8 +37,9 @@ Metric
     and #806). That mean is ``split_mean/<metric>``, the headline Table 1 uses. ``pooled/<metric>``
     counts the three splits as one set of questions (not a number LLaVA reports; kept for
     comparison). ``split_mean/accuracy``, ``split_mean/f1``, ``pooled/accuracy`` and
-    ``pooled/f1`` carry bootstrap 95% intervals over questions, resampled within each split
-    (``<key>_ci_low``/``<key>_ci_high``; see ``eval.bootstrap``). lmms-eval's ``pope`` task
+    ``pooled/f1`` carry bootstrap 95% intervals over images: the splits ask about the same images,
+    so an image's questions in every split are resampled together (``<key>_ci_low``/``<key>_ci_high``;
+    see ``eval.bootstrap``); each record names its ``image``, the effect model's cluster. lmms-eval's ``pope`` task
     differs: it compares the lower-cased, stripped answer with "yes"/"no" exactly (so "No, there
     is not." is neither) and pools the splits; LLaVA's rule is used because the paper ran LLaVA's
     scripts. Generation cap: 128 new tokens, ``model_vqa_loader.py``'s default.
@@ -52,12 +53,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from llava_gemma.eval.bootstrap import bootstrap_interval, interval_keys, ratio
+from llava_gemma.eval.bootstrap import bootstrap_interval, cluster_components, interval_keys, ratio
 
 from .base import (
     SHORT_ANSWER_SUFFIX,
     Benchmark,
     Question,
+    image_key,
     require_images,
     require_path,
     stratified_subset,
@@ -174,6 +176,7 @@ class PopeBenchmark(Benchmark):
             "parsed": parsed,
             "split": question.meta["split"],
             "label": question.target,
+            "image": image_key(question),
         }
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
@@ -206,7 +209,7 @@ def _accuracy(s: np.ndarray) -> np.ndarray:
 
 
 def _intervals(records: list[dict[str, Any]], splits: list[str]) -> dict[str, float]:
-    """Bootstrap intervals of the split-mean and pooled accuracy and F1, resampling within splits.
+    """Bootstrap intervals of the split-mean and pooled accuracy and F1, resampling images whole.
 
     Each question carries [tp, fp, tn, fn, unanswered with label no] in its split's block of five
     columns, so one resample's sums give every split's confusion counts (their sum over blocks is
@@ -217,14 +220,15 @@ def _intervals(records: list[dict[str, Any]], splits: list[str]) -> dict[str, fl
         j = 5 * splits.index(r["split"])
         comps[row, j:j + 5] = (p == "yes" and g == "yes", p == "yes" and g == "no", p == "no" and g == "no",
                                p != "yes" and g == "yes", p == UNANSWERED and g == "no")
-    strata = [r["split"] for r in records]
+    # Records from before images were named cluster by question (each its own image).
+    comps, _ = cluster_components(comps, [r.get("image", f"{r['split']}/{i}") for i, r in enumerate(records)])
 
     def blocks(s: np.ndarray) -> np.ndarray:  # (resamples, splits, 5)
         return s.reshape(len(s), len(splits), 5)
 
     out: dict[str, float] = {}
     for name, metric in (("accuracy", _accuracy), ("f1", _f1)):
-        mean = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s)).mean(axis=1), strata=strata)
-        pooled = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s).sum(axis=1)), strata=strata)
+        mean = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s)).mean(axis=1))
+        pooled = bootstrap_interval(comps, lambda s, m=metric: m(blocks(s).sum(axis=1)))
         out.update({**interval_keys(f"split_mean/{name}", mean), **interval_keys(f"pooled/{name}", pooled)})
     return out

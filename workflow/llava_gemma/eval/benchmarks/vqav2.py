@@ -36,7 +36,8 @@ Metric
     their mean (one match 0.3, two 0.6, three or more 0.9 or 1). ``accuracy`` is 100 x the mean
     over questions (percent, as reported; vqaEval.py rounds it to 2 decimals, this is unrounded);
     ``<answer_type>/accuracy`` per answer type ("yes/no", "number", "other");
-    ``accuracy_ci_*``: bootstrap 95% interval over questions. Generation cap: 128 new tokens,
+    ``accuracy_ci_*``: bootstrap 95% interval over images (each image's
+    questions resampled together; each record names its ``image``). Generation cap: 128 new tokens,
     ``model_vqa_loader.py``'s default.
 """
 
@@ -54,6 +55,7 @@ from .base import (
     Benchmark,
     Question,
     finish_loading,
+    image_key,
     mean_by_group,
     require_path,
 )
@@ -167,7 +169,8 @@ class VQAv2Benchmark(Benchmark):
                 image_path=image_dir / f"COCO_val2014_{q['image_id']:012d}.jpg",
                 prompt=q["question"] + SHORT_ANSWER_SUFFIX,
                 target=ann["answers"],
-                meta={"answer_type": ann.get("answer_type", "other"), "question_type": ann.get("question_type")},
+                meta={"answer_type": ann.get("answer_type", "other"), "question_type": ann.get("question_type"),
+                      "image_id": str(q["image_id"])},
             ))
         return finish_loading(questions, benchmark="VQAv2", source=qpath, skipped=skipped, total=len(raw),
                               what="questions (malformed or without annotation)",
@@ -175,11 +178,12 @@ class VQAv2Benchmark(Benchmark):
 
     def score(self, question: Question, prediction: str) -> dict[str, Any]:
         return {"score": vqa_accuracy(prediction, list(question.target)), "parsed": normalize_answer(prediction),
-                "answer_type": question.meta["answer_type"]}
+                "answer_type": question.meta["answer_type"], "image": image_key(question)}
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
         if not records:
             raise ValueError("VQAv2: there are no records to aggregate.")
         out = mean_by_group(records, "score", "answer_type", scale=100)
-        out.update(interval_keys("accuracy", mean_interval([float(r["score"]) for r in records], scale=100.0)))
+        out.update(interval_keys("accuracy", mean_interval([float(r["score"]) for r in records], scale=100.0,
+                                                        clusters=[r.get("image", i) for i, r in enumerate(records)])))
         return out
