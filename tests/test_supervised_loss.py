@@ -35,15 +35,15 @@ def tiny_llava() -> LlavaForConditionalGeneration:
 def batch() -> dict:
     """Two image rows, right-padded: prompt and image tokens masked, answers supervised, as the collator builds them."""
     torch.manual_seed(1)
-    rows, width = [], 40
+    width = 40
     ids = torch.zeros(2, width, dtype=torch.long)
     labels = torch.full((2, width), IGNORE_INDEX)
     mask = torch.zeros(2, width, dtype=torch.long)
     for i, (prompt, answer) in enumerate([(5, 9), (3, 14)]):
-        row = torch.cat([torch.randint(3, 100, (prompt,)), torch.full((16,), IMAGE_ID), torch.randint(3, 100, (answer,))])
+        row = torch.cat([torch.randint(3, 100, (prompt,)), torch.full((16,), IMAGE_ID),
+                         torch.randint(3, 100, (answer,))])
         ids[i, :len(row)], mask[i, :len(row)] = row, 1
         labels[i, prompt + 16:len(row)] = row[prompt + 16:]
-        rows.append(row)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": torch.randn(2, 3, 28, 28)}
 
 

@@ -84,9 +84,9 @@ def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str
                  callbacks=None, group_by_modality_length: bool = False,
                  connector_learning_rate: float | None = None) -> Trainer:
     """HF's Trainer, or GaudiTrainer on hpu; either one draws its batches from train/sampler.py
-    (grouped with ``group_by_modality_length``, else a uniform shuffle; the longest step first), and with ``connector_learning_rate``
-    the connector trains at its own rate (train/param_groups.py); the loss is always the supervised
-    positions' (train/supervised_loss.py)."""
+    (grouped with ``group_by_modality_length``, else a uniform shuffle; the longest step first),
+    with ``connector_learning_rate`` the connector trains at its own rate (train/param_groups.py),
+    and the loss is always the supervised positions' (train/supervised_loss.py)."""
     mixin = trainer_mixin(group_by_modality_length, connector_learning_rate)
     if backend == "hpu":
         return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
