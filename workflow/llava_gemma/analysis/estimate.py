@@ -44,7 +44,11 @@ class WorkloadDefaults:
     LLaVA-1.5 paper, Table 7). Mean text tokens (Gemma chat markup included, image tokens not) are
     estimates: a caption pair is a short instruction plus a one-sentence caption, about 40 tokens;
     the instruction mix's multi-turn conversations (VQA grouped per image, long ShareGPT dialogues)
-    average a few hundred, taken as 300. Pass --prepared for the real counts.
+    average a few hundred, taken as 300. Supervised labels (where the LM head runs, train/supervised_loss.py):
+    a caption pair supervises its caption and EOS, all but ``<bos><image>\n``, so 37 of its 40;
+    the instruction mix supervises the model's answers, taken as 40% of its text, 120 (an estimate:
+    short VQA answers under long questions, long answers in the detailed descriptions and dialogues).
+    Pass --prepared for the real counts.
     """
 
     stage1_samples: int = 595_375
@@ -52,16 +56,19 @@ class WorkloadDefaults:
     stage2_text_only: int = 40_688
     caption_tokens: float = 40.0
     instruction_tokens: float = 300.0
+    caption_supervised: float = 37.0
+    instruction_supervised: float = 120.0
 
 
 @dataclass
 class StageWorkload:
-    """Samples of one stage as (text tokens, images, samples per entry) arrays."""
+    """Samples of one stage as (text tokens, images, samples per entry, supervised labels) arrays."""
 
     text_tokens: np.ndarray
     images: np.ndarray
     weights: np.ndarray
     source: str
+    supervised: np.ndarray | None = None  # None: the head at every position
 
     @property
     def samples(self) -> int:
@@ -69,21 +76,25 @@ class StageWorkload:
 
     @classmethod
     def from_prepared(cls, path: Path) -> StageWorkload:
-        from llava_gemma.train.flops import prepared_token_counts
+        from llava_gemma.train.flops import prepared_counts
 
-        text, images = prepared_token_counts(path)
-        return cls(text, images, np.ones_like(text), source=str(path))
+        text, images, supervised = prepared_counts(path)
+        return cls(text, images, np.ones_like(text), source=str(path), supervised=supervised)
 
 
 def default_workloads(d: WorkloadDefaults) -> dict[str, StageWorkload]:
     with_image = d.stage2_samples - d.stage2_text_only
     return {
         "stage1": StageWorkload(np.array([d.caption_tokens]), np.array([1]), np.array([d.stage1_samples]),
-                                source=f"estimate: {d.stage1_samples} samples x {d.caption_tokens:g} text tokens"),
+                                source=f"estimate: {d.stage1_samples} samples x {d.caption_tokens:g} text tokens "
+                                       f"({d.caption_supervised:g} supervised)",
+                                supervised=np.array([d.caption_supervised])),
         "stage2": StageWorkload(np.array([d.instruction_tokens] * 2), np.array([1, 0]),
                                 np.array([with_image, d.stage2_text_only]),
                                 source=f"estimate: {d.stage2_samples} samples ({d.stage2_text_only} text-only) x "
-                                       f"{d.instruction_tokens:g} text tokens"),
+                                       f"{d.instruction_tokens:g} text tokens "
+                                       f"({d.instruction_supervised:g} supervised)",
+                                supervised=np.array([d.instruction_supervised] * 2)),
     }
 
 
@@ -149,8 +160,8 @@ def estimate_cells(study: StudyConfig, hardware: Hardware, loads: dict[str, Stag
         lm, tower = _hub(study, cell.language_model), _hub(study, cell.vision_tower)
         shapes = CellShapes.from_llava_config(cell_config(lm, tower))
         stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
-        parts = {s: training_flops(shapes, s, loads[s].text_tokens, loads[s].images, loads[s].weights).as_dict()
-                 for s in stages}
+        parts = {s: training_flops(shapes, s, loads[s].text_tokens, loads[s].images, loads[s].weights,
+                                   supervised=loads[s].supervised).as_dict() for s in stages}
         stage1 = parts.get("stage1", {}).get("total", 0.0)
         estimate = CellEstimate(cell.name, lm, tower, stage1, parts["stage2"]["total"], 0.0, parts=parts)
         estimate.predicted_hours = hardware.hours(estimate.total_flops)

@@ -29,8 +29,10 @@ from llava_gemma.errors import UserError
 from llava_gemma.train.flops import CellShapes, training_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # `local:` sources are relative to it
-# Mean text tokens of a toy sample (a caption pair; a short instruction conversation): estimates.
+# Mean text tokens of a toy sample (a caption pair; a short instruction conversation) and of its
+# supervised labels (the caption; the answers): estimates.
 TOY_TOKENS = {"stage1": 30.0, "stage2": 60.0}
+TOY_SUPERVISED = {"stage1": 27.0, "stage2": 20.0}
 
 
 def _text_config(source: dict):
@@ -98,7 +100,7 @@ def stage_flops(study: StudyConfig, cell: Cell, stage: str, load: StageWorkload)
     trains = recipe["stage2_trains"] if stage == "stage2" else ["connector"]
     # Without the LM training, its backward is stage 1's (activation gradients only).
     flops = training_flops(shapes, stage if "language_model" in trains else "stage1",
-                           load.text_tokens, load.images, load.weights)
+                           load.text_tokens, load.images, load.weights, supervised=load.supervised)
     total = flops.total + (2.0 * flops.vision_forward if "vision_tower" in trains else 0.0)
     settings = recipe["train"][stage]
     passes = float(settings["epochs"])
@@ -112,7 +114,9 @@ def study_workloads(study: StudyConfig, prepared: list[Path] = ()) -> dict[str, 
         world = study.raw["toy_world"]
         return {stage: StageWorkload(np.array([TOY_TOKENS[stage]]), np.array([1]),
                                      np.array([world.get(key, 2000)]),
-                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens")
+                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens "
+                                            f"({TOY_SUPERVISED[stage]:g} supervised)",
+                                     supervised=np.array([TOY_SUPERVISED[stage]]))
                 for stage, key in (("stage1", "n_pretrain"), ("stage2", "n_instruct"))}
     return workloads(WorkloadDefaults(), prepared)
 
