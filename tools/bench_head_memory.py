@@ -20,6 +20,11 @@ the real data (analysis/estimate.py WorkloadDefaults): stage 1 supervises 37 of 
 tries a heavier one (long conversations supervise more). The real 665k mix was not at hand.
 
     python tools/bench_head_memory.py [--batch 2] [--tokens 2048] [--vocab 256000] [--hidden 2048]
+
+``--scaled-model`` instead checks ``llava-gemma estimate``'s prediction (analysis/step_memory.py:
+activations plus head and loss) against one measured step of a scaled Gemma (width 512, 4 layers,
+MLP 4,096, vocabulary 32,000; frozen weights and a trained input, as stage 1; bf16, SDPA with
+the causal kernel), with and without gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -77,6 +82,57 @@ def one_case(case: str, stage: str, batch: int, tokens: int, vocab: int, hidden:
             "loss": float(loss)}
 
 
+SCALED = dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1, head_dim=128,
+              intermediate_size=4096, vocab_size=32_000)
+
+
+def scaled_case(checkpointing: bool, batch: int, tokens: int, fraction: float, chunk_rows: int) -> dict:
+    import torch
+    from llava_gemma.train.supervised_loss import IGNORE_INDEX, head_loss_sum, normalise
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    torch.manual_seed(0)
+    config = GemmaConfig(**SCALED, attn_implementation="sdpa")
+    model = GemmaForCausalLM(config).to(torch.bfloat16).train()
+    model.requires_grad_(False)  # stage 1: the LM frozen, the gradient flows to its input (the connector's output)
+    if checkpointing:
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+    embeds = torch.randn(batch, tokens, config.hidden_size, dtype=torch.bfloat16).requires_grad_(True)
+    labels = torch.full((batch, tokens), IGNORE_INDEX)
+    supervised = round(fraction * tokens)
+    labels[:, tokens - supervised:] = torch.randint(0, config.vocab_size, (batch, supervised))
+    before_step = rss_bytes()
+    hidden = model.model(inputs_embeds=embeds).last_hidden_state  # no attention mask: SDPA's causal kernel
+    loss = normalise(*head_loss_sum(hidden, labels, model.lm_head, chunk_rows=chunk_rows))
+    del hidden
+    loss.backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"checkpointing": checkpointing, "step_peak": peak - before_step, "supervised_per_row": supervised}
+
+
+def scaled_model(args, chunk: int, fraction: float) -> None:
+    from llava_gemma.analysis.step_memory import step_memory
+    from transformers import GemmaConfig
+
+    config = GemmaConfig(**SCALED)
+    print(f"scaled Gemma {SCALED}, micro-batch {args.batch} x {args.tokens} tokens, supervised share {fraction:.3f}")
+    print("| gradient checkpointing | predicted activations (GiB) | predicted head + loss | predicted total | "
+          "measured step peak | measured / predicted |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for checkpointing in (False, True):
+        argv = [sys.executable, __file__, "--one", "scaled", "ckpt" if checkpointing else "full", "--batch",
+                str(args.batch), "--tokens", str(args.tokens), "--chunk-rows", str(chunk),
+                "--stage2-fraction", str(fraction)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        measured = json.loads(done.stdout.strip().splitlines()[-1])["step_peak"]
+        p = step_memory(config, micro_batch=args.batch, row_tokens=args.tokens, supervised_fraction=fraction,
+                        checkpointing=checkpointing)
+        predicted = p.total_gb * 1e9
+        print(f"| {'on' if checkpointing else 'off'} | {p.activations_gb * 1e9 / 2**30:.3f} | "
+              f"{p.head_loss_gb * 1e9 / 2**30:.3f} | {predicted / 2**30:.3f} | {measured / 2**30:.3f} | "
+              f"{measured / predicted:.2f} |", flush=True)
+
+
 def predicted_need(batch: int, tokens: int, vocab: int) -> int:
     """A bound of the before case (four fp32 copies of the logits and a bf16 one), to check the host first."""
     return 9 * 2 * batch * tokens * vocab
@@ -91,12 +147,20 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=None, help="head rows per chunk (default: the module's)")
     parser.add_argument("--stage2-fraction", type=float, default=PROFILE["stage2"],
                         help="share of stage-2 positions supervised")
+    parser.add_argument("--scaled-model", action="store_true",
+                        help="check the predicted activations + head/loss against a scaled Gemma's measured step")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "STAGE"), help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
     from llava_gemma.train.supervised_loss import CHUNK_ROWS
 
     chunk = args.chunk_rows or CHUNK_ROWS
     fractions = {"stage1": PROFILE["stage1"], "stage2": args.stage2_fraction}
+    if args.one and args.one[0] == "scaled":
+        print(json.dumps(scaled_case(args.one[1] == "ckpt", args.batch, args.tokens, args.stage2_fraction, chunk)))
+        return
+    if args.scaled_model:
+        scaled_model(args, chunk, args.stage2_fraction)
+        return
     if args.one:
         case, stage = args.one
         print(json.dumps(one_case(case, stage, args.batch, args.tokens, args.vocab, args.hidden, fractions[stage],

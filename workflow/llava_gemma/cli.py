@@ -251,7 +251,8 @@ def cmd_estimate(a) -> dict | None:
     from llava_gemma.analysis.estimate import run_estimate
 
     estimate = run_estimate(a.config, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                            prepared=[Path(x) for x in a.prepared], backend=a.backend)
+                            prepared=[Path(x) for x in a.prepared], backend=a.backend,
+                            device_memory_gb=a.device_memory_gb)
     if a.json:
         return estimate
     print(estimate["markdown"])
@@ -268,7 +269,7 @@ def cmd_plan(a) -> None:
     from llava_gemma.analysis.plan import run_plan
 
     print(run_plan(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                   prepared=[Path(x) for x in a.prepared]))
+                   prepared=[Path(x) for x in a.prepared], backend=a.backend, device_memory_gb=a.device_memory_gb))
     return None  # the Markdown table is the output
 
 
@@ -439,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the "
                                "documented estimates")
     estimate.add_argument("--backend", default="hpu", choices=("cpu", "cuda", "hpu"),
-                          help="whose ZeRO stages the memory table uses (default hpu, as the study ran)")
+                          help="whose ZeRO stages, gradient checkpointing and device the memory table uses "
+                               "(default hpu, as the study ran)")
+    estimate.add_argument("--device-memory-gb", type=float, default=None,
+                          help="memory per device, GB (default: train.device_memory_gb, else H100 80, Gaudi 2 96)")
     estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     plan = command("plan", cmd_plan)
     plan.add_argument("--configfile", nargs="+", default=["config.yaml"],
@@ -450,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation to predict hours at")
     plan.add_argument("--prepared", nargs="*", default=[],
                       help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the estimates")
+    plan.add_argument("--backend", default=None, choices=("cpu", "cuda", "hpu"),
+                      help="whose memory to predict (default: train.backend; auto counts as hpu)")
+    plan.add_argument("--device-memory-gb", type=float, default=None,
+                      help="memory per device, GB (default: train.device_memory_gb, else H100 80, Gaudi 2 96)")
     return p
 
 
