@@ -121,8 +121,9 @@ def test_rows_are_the_shifted_supervised_positions_padded_to_few_shapes():
     labels = torch.tensor([[IGNORE_INDEX, 4, 5, IGNORE_INDEX], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 9]])
     positions, targets, count = supervised_rows(labels, chunk_rows=8)
     assert count == 3 and positions[:3].tolist() == [0, 1, 6] and targets[:3].tolist() == [4, 5, 9]
-    assert len(positions) == 4 and targets[3] == IGNORE_INDEX  # padded to a power of two
-    assert [padded_rows(n, 8) for n in (0, 1, 3, 8, 9, 17)] == [1, 1, 4, 8, 16, 24]
+    assert len(positions) == 8 and (targets[3:] == IGNORE_INDEX).all()  # padded to a multiple of the chunk
+    assert [padded_rows(n, 8) for n in (0, 1, 3, 8, 9, 17)] == [8, 8, 8, 8, 16, 24]
+    assert [padded_rows(n, 1024) for n in (1, 128, 129, 562, 1025)] == [128, 128, 256, 640, 1152]
 
 
 def test_every_backend_trainer_takes_the_supervised_loss(tmp_path):

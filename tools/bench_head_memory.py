@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=None, help="head rows per chunk (default: the module's)")
     parser.add_argument("--stage2-fraction", type=float, default=PROFILE["stage2"],
                         help="share of stage-2 positions supervised")
+    parser.add_argument("--stages", nargs="+", default=["stage1", "stage2"], choices=["stage1", "stage2"])
     parser.add_argument("--scaled-model", action="store_true",
                         help="check the predicted activations + head/loss against a scaled Gemma's measured step")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "STAGE"), help=argparse.SUPPRESS)  # a child process
@@ -176,7 +177,7 @@ def main() -> None:
     print("| stage | case | supervised per row | step peak (GiB) | peak RSS (GiB) | seconds |")
     print("|---|---|---:|---:|---:|---:|")
     results = {}
-    for stage in ("stage1", "stage2"):
+    for stage in args.stages:
         for case in ("before", "after"):
             argv = [sys.executable, __file__, "--one", case, stage, "--batch", str(args.batch), "--tokens",
                     str(args.tokens), "--vocab", str(args.vocab), "--hidden", str(args.hidden),
@@ -185,7 +186,7 @@ def main() -> None:
             r = results[stage, case] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"| {stage} | {case} | {r['supervised_per_row']} | {r['step_peak'] / 2**30:.2f} | "
                   f"{r['peak_rss'] / 2**30:.2f} | {r['seconds']:.1f} |", flush=True)
-    for stage in ("stage1", "stage2"):
+    for stage in args.stages:
         before, after = results[stage, "before"], results[stage, "after"]
         print(f"{stage}: {before['step_peak'] / after['step_peak']:.1f}x lower step peak "
               f"(loss before {before['loss']:.5f}, after {after['loss']:.5f})")

@@ -16,8 +16,8 @@ as a tensor, so DeepSpeed ZeRO-3 gathers its partitioned weight on every call (a
 the chunk is recomputed in backward); the model's own forward runs through the Trainer's wrapper
 (DDP, the DeepSpeed engine, Gaudi's), so their hooks see a normal forward.
 
-Static shapes (HPU graphs): the gathered rows are padded (with ignored labels) to a power of two
-below the chunk size and to a multiple of it above, so a chunk takes one of a few shapes.
+Static shapes (HPU graphs): the gathered rows are padded (with ignored labels) to a multiple of
+128, so a chunk takes one of a few shapes (the full one and eight partial ones at 1,024 rows).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 IGNORE_INDEX = -100  # as train/masking.py and HF's losses
 # Rows of the head per chunk: 1,024 x 256,000 logits are 1 GB in fp32 (plus their bf16 copy and gradient).
 CHUNK_ROWS = 1024
+PAD_MULTIPLE = 128  # rows are padded to a multiple of this (or of a smaller chunk)
 
 
 def shifted_targets(labels: torch.Tensor) -> torch.Tensor:
@@ -40,10 +41,9 @@ def shifted_targets(labels: torch.Tensor) -> torch.Tensor:
 
 
 def padded_rows(count: int, chunk_rows: int) -> int:
-    """Rows the gathered positions are padded to: a power of two up to ``chunk_rows``, then a multiple of it."""
-    if count <= chunk_rows:
-        return min(chunk_rows, 1 << max(count - 1, 0).bit_length())
-    return -(-count // chunk_rows) * chunk_rows
+    """Rows the gathered positions are padded to: a multiple of 128 (of ``chunk_rows`` if smaller), at least one."""
+    multiple = min(PAD_MULTIPLE, chunk_rows)
+    return max(-(-count // multiple), 1) * multiple
 
 
 def supervised_rows(labels: torch.Tensor, chunk_rows: int = CHUNK_ROWS) -> tuple[torch.Tensor, torch.Tensor, int]:
