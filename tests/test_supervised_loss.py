@@ -126,7 +126,18 @@ def test_rows_are_the_shifted_supervised_positions_padded_to_few_shapes():
     assert [padded_rows(n, 1024) for n in (1, 128, 129, 562, 1025)] == [128, 128, 256, 640, 1152]
 
 
-def test_every_backend_trainer_takes_the_supervised_loss(tmp_path):
+@pytest.fixture
+def fresh_accelerate_state(monkeypatch):
+    """A clean accelerate state: an earlier test's DeepSpeed arguments leave process-wide state behind."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_every_backend_trainer_takes_the_supervised_loss(tmp_path, fresh_accelerate_state):
     """The Trainer make_trainer builds returns the same loss as HF's own compute_loss, with
     num_items_in_batch as the Trainer passes it under gradient accumulation."""
     from transformers import Trainer
