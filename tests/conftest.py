@@ -69,6 +69,24 @@ def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+# What Snakemake reads from a clone: the Snakefile, the rules, schemas and captions, the conda environment
+# files the rules name, and the shipped toy backbones (`local:` sources).
+WORKFLOW_PARTS = ("Snakefile", "workflow", "envs", "models")
+
+
+def copy_workflow(workdir: Path) -> Path:
+    """``workdir`` made into a clone of the workflow (without the Python caches); returns it."""
+    import shutil
+
+    for part in WORKFLOW_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, workdir / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, workdir / part)
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def reduced_study(tmp_path_factory) -> Path:
     """The reduced toy study run once to Table 1 with `--cores 2`; the workflow and SLURM tests read it
@@ -77,7 +95,9 @@ def reduced_study(tmp_path_factory) -> Path:
 
     from tests.test_workflow import reduced_toy_config, snakemake
 
-    workdir = tmp_path_factory.mktemp("reduced_study")
+    # A clone's layout (the workflow and the shipped models beside data/ and results/), as a user runs the quick
+    # start, so tests/test_reruns.py can copy and move the whole of it.
+    workdir = copy_workflow(tmp_path_factory.mktemp("reduced_study"))
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_toy_config()))
     run = snakemake(workdir)
     assert run.returncode == 0, run.stderr[-4000:]

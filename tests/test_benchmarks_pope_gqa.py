@@ -41,7 +41,7 @@ def test_registry_names_and_unknown_name():
         ("Not sure", "yes"),
         ("Nope", "yes"),  # not an exact word match either
         ("nothing", "yes"),
-        ("", "yes"),  # anything without a negative word is "yes"
+        ("", "none"),  # the one departure: an empty (failed) answer is unanswered, not "yes" as in eval_pope.py
         ("No\n", "yes"),  # no stripping in eval_pope.py: the only word is "No\n" (generate.py strips before)
         (" No", "no"),  # split(" ") gives ["", "No"]
     ],

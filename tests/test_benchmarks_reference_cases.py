@@ -80,7 +80,8 @@ def test_generation_caps_are_the_reference_scripts():
     ("2.5 dogs, no", "yes"),  # ... even a decimal point ends it: "2"
     ("No,there", "yes"),  # commas deleted, not replaced: "Nothere"
     ("No\nthere is none", "yes"), ("no\tway", "yes"),  # split on single spaces only
-    ("", "yes"), ("a dog", "yes"),  # no negative word: yes
+    ("a dog", "yes"),  # no negative word: yes
+    ("", "none"), ("  ", "none"),  # the one departure: empty (a failed question) is unanswered, not yes
 ])
 def test_pope_parse_per_rule(prediction, parsed):
     assert pope_parse(prediction) == parsed

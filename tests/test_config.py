@@ -86,3 +86,65 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "unknown key 'train.stage1.learnig_rate'" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("level", "value", "expected"), [
+    # An LM named as a vision tower: caught here, not 55 s later in prepare_dataset with a transformers traceback.
+    ([1, "clip", "vision_tower"], {"local": "models/toy-gemma-2b"},
+     "grid[1].levels.clip.vision_tower.local: models/toy-gemma-2b is a language model (config.json model_type "
+     "'gemma'), not a vision tower (supported: clip, clip_vision_model, dinov2); name a tower checkpoint there"),
+    ([0, "2b", "language_model"], {"local": "models/toy-dinov2"},
+     "grid[0].levels.2b.language_model.local: models/toy-dinov2 is an image model (config.json model_type "
+     "'dinov2'), not a language model"),
+    # A missing folder: caught here, not as Snakemake's MissingInputException.
+    ([0, "7b", "language_model"], {"local": "models/toy-gemma-13b"},
+     "grid[0].levels.7b.language_model.local: folder models/toy-gemma-13b does not exist; fix the path"),
+    ([0, "7b", "language_model"], {"local": "docs"},
+     "grid[0].levels.7b.language_model.local: docs holds no config.json, so it is not a saved checkpoint"),
+])
+def test_local_backbones_are_checked_at_validation(level, value, expected):
+    i, name, kind = level
+    raw = broken(["grid", i, "levels", name, kind], value, base="toy.yaml")
+    with pytest.raises(ConfigError) as err:
+        validate_config(raw, "toy.yaml")
+    assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_shipped_configs_with_local_backbones_validate():
+    for name in ("toy.yaml", "examples/toy-design.yaml"):
+        validate_config(load(name), name)
+    def merge(base: dict, over: dict) -> dict:  # as Snakemake merges a second configfile, key by key
+        for key, value in over.items():
+            base[key] = merge(base[key], value) if isinstance(value, dict) and key in base else value
+        return base
+
+    validate_config(merge(load("config.yaml"), load("rehearsal.yaml")), "config.yaml rehearsal.yaml")
+
+
+def test_a_misspelt_required_key_is_named_as_the_typo_with_a_guess():
+    raw = copy.deepcopy(load("config.yaml"))
+    raw["train"]["stage1"]["learnig_rate"] = raw["train"]["stage1"].pop("learning_rate")  # missing + unknown
+    with pytest.raises(ConfigError) as err:
+        validate_config(raw)
+    assert str(err.value).endswith("unknown key 'train.stage1.learnig_rate' in train.stage1; fix its spelling "
+                                   "(did you mean 'learning_rate') or remove it.")
+    raw = copy.deepcopy(load("config.yaml"))
+    raw["grid"][0]["levels"]["2b"]["languag_model"] = raw["grid"][0]["levels"]["2b"].pop("language_model")
+    with pytest.raises(ConfigError, match=r"unknown key 'grid\[0\]\.levels\.2b\.languag_model' in "
+                                          r"grid\[0\]\.levels\.2b; did you mean 'language_model' \(a level "
+                                          r"overrides only language_model, "):
+        validate_config(raw)
+
+
+def test_a_hub_backbone_of_the_wrong_kind_is_one_sentence_where_it_is_first_read(tmp_path):
+    from llava_gemma.backbone_sources import TOWER_MODEL_TYPES, BackboneMismatch, check_role
+    from llava_gemma.model.backbones import VISION_TOWERS
+
+    assert set(TOWER_MODEL_TYPES) == set(VISION_TOWERS)  # validation's list is the loader's
+    folder = tmp_path / "data/models/clip"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model_type": "gemma"}')
+    with pytest.raises(BackboneMismatch, match=r"^the vision_tower of level 'clip': .*clip is a language model "
+                                               r"\(config.json model_type 'gemma'\), not a vision tower"):
+        check_role(folder, "vision_tower", "the vision_tower of level 'clip'")
+    assert check_role(folder, "language_model", "x") == "gemma"

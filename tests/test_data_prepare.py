@@ -8,6 +8,7 @@ import random
 
 import pyarrow.parquet as pq
 import pytest
+from llava_gemma.data.jsonstream import BrokenFile
 from llava_gemma.data.prepare import TooManyDropped, prepare_dataset
 from llava_gemma.model.assemble import prepare_tokenizer
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
@@ -233,3 +234,71 @@ def test_a_rerun_opens_only_new_or_changed_images(mix, tokenizer, tmp_path, monk
     run(mix, tokenizer, tmp_path / "header", image_check="header")
     run(mix, tokenizer, tmp_path / "header", image_check="decode")
     assert len(opened) == 2 * 26
+
+
+def test_a_record_outside_the_image_root_is_dropped_and_counted_not_failing(mix, tokenizer, tmp_path):
+    path, _ = mix
+    records = json.loads(path.read_text())
+    good = turns(("what colour is it?", "red"))
+    records += [{"id": "abs", "image": "/etc/passwd", "conversations": good},
+                {"id": "up", "image": "coco/../../secret.jpg", "conversations": good},
+                {"id": "conv", "image": "coco/train2017/0.jpg", "conversations": "<image>\nwhat?"},
+                {"id": "list", "image": [], "conversations": good}]
+    path.write_text(json.dumps(records))
+    report = run(mix, tokenizer, tmp_path / "out", max_drop_fraction=0.2)  # one record in 140 each: no failure
+    assert report["sources"]["unknown"]["dropped"] == {"image_path_outside_root": 2, "malformed_image_field": 1,
+                                                       "not_a_record": 1}
+    assert report["sources"]["coco"]["dropped"]["malformed_conversations"] == 1
+    named = json.loads((tmp_path / "out/filter_report.json").read_text())["dropped_examples"]
+    assert [e["id"] for e in named["image_path_outside_root"]] == ["abs", "up"]
+    assert "" not in report["sources"] and ".." not in report["sources"]
+
+
+def _lose_vg(root):
+    for f in (root / "vg/VG_100K").glob("[0-9].jpg"):
+        f.unlink()
+
+
+def test_the_advice_for_a_lost_source_fits_where_its_images_came_from(mix, tokenizer, tmp_path):
+    _, root = mix
+    _lose_vg(root)
+    marker = tmp_path / "archives/vg_part1.zip.extracted.json"
+    marker.parent.mkdir()
+    marker.write_text(json.dumps({"archive": str(tmp_path / "archives/vg_part1.zip"), "into": str(root / "vg")}))
+    with pytest.raises(TooManyDropped, match=r"source 'vg' .*vg_part1\.zip downloaded completely, then delete "
+                                             r".*vg_part1\.zip\.extracted\.json .*rule extract_archive"):
+        run(mix, tokenizer, tmp_path / "out", max_drop_fraction=0.2)
+    (tmp_path / "toy_world.json").write_text("{}")  # the toy world made these files
+    with pytest.raises(TooManyDropped, match=r"source 'vg' .*regenerate the toy world \(delete .*toy_world\.json "
+                                             r".*generate_toy_world\) or check the toy_world settings"):
+        run(mix, tokenizer, tmp_path / "out", max_drop_fraction=0.2)
+
+
+def test_a_truncated_records_file_names_its_place_and_keeps_the_earlier_data(mix, tokenizer, tmp_path):
+    path, _ = mix
+    out = tmp_path / "out"
+    run(mix, tokenizer, out)
+    before = {name: (out / name).read_bytes() for name in ("data.parquet", "filter_report.json")}
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(BrokenFile, match=r"llava_v1_5_mix665k\.json is not valid JSON at record \d+ \(character "
+                                         r"\d+: .*\); delete .*llava_v1_5_mix665k\.json and run snakemake again "
+                                         r"\(rule download_file"):
+        run(mix, tokenizer, out)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not (out / "data.parquet.part").exists()
+    (tmp_path / "toy_world.json").write_text("{}")
+    with pytest.raises(BrokenFile, match=r"not valid JSON at record .*; regenerate the toy world"):
+        run(mix, tokenizer, out)
+
+
+def test_a_rejected_preparation_keeps_the_earlier_data(mix, tokenizer, tmp_path):
+    _, root = mix
+    out = tmp_path / "out"
+    run(mix, tokenizer, out)
+    before = (out / "data.parquet").read_bytes()
+    _lose_vg(root)
+    with pytest.raises(TooManyDropped):
+        run(mix, tokenizer, out, max_drop_fraction=0.2)
+    assert (out / "data.parquet").read_bytes() == before
+    assert json.loads((out / "filter_report.json").read_text())["sources"]["vg"]["kept"] == 20

@@ -35,6 +35,10 @@ def rec(*values, image="coco/train2017/000000000001.jpg", roles=None):
     (rec("<image>\nQ", "A", image=["a.jpg"]), "malformed_image_field"),
     (rec("<image>\nQ", "A", image="../../etc/passwd"), "image_path_outside_root"),
     (rec("<image>\nQ", "A", image="/abs/a.jpg"), "image_path_outside_root"),
+    (rec("<image>\nQ", "A", image=[]), "malformed_image_field"),
+    ({"id": "x", "conversations": "<image>\nQ"}, "malformed_conversations"),
+    ({"id": "x", "conversations": [{"from": 1, "value": "Q"}, {"from": "gpt", "value": "A"}]}, "malformed_turn"),
+    (rec("Q \ud800", "A", image=None), "text_not_unicode"),
 ])
 def test_every_malformed_record_is_named(record, reason):
     assert problem_of(record) == reason
@@ -50,6 +54,9 @@ def test_sources():
     assert source_of(rec("<image>\nQ", "A", image="GCC_train_000000001.jpg"), "cc3m") == "cc3m"
     assert source_of(rec("Q", "A", image=None), "other") == "text"
     assert source_of([1, 2], "other") == source_of(rec("Q", "A", image=3), "other") == "unknown"
+    # A path outside the image root names no source: "" or ".." would be a pseudo-source losing 100%.
+    assert source_of(rec("Q", "A", image="/coco/1.jpg"), "other") == "unknown"
+    assert source_of(rec("Q", "A", image="../coco/1.jpg"), "other") == "unknown"
 
 
 def test_image_token_moves_to_the_front_as_llava_does():
@@ -115,6 +122,8 @@ def test_a_broken_file_is_named_with_the_fix(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as err:
         list(iter_array_batches(tmp_path / "r.json"))
     assert "r.json" in str(err.value) and "rerun its download rule" in str(err.value)
+    if "not valid JSON" in message:
+        assert "(character " in str(err.value)
     assert isinstance(err.value, UserError)  # the CLI prints it as one sentence
 
 
@@ -122,3 +131,11 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "r.json").write_bytes(b'[{"a": "\xff\xfe"}]')
     with pytest.raises(ValueError, match="is not UTF-8 text"):
         list(iter_array_batches(tmp_path / "r.json"))
+
+
+def test_a_broken_file_says_where_and_the_fix_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonstream, "BLOCK", 7)  # the place is counted across blocks
+    (tmp_path / "r.json").write_text('[{"a": 1},\n {"b": 2},\n {"c": ')
+    with pytest.raises(ValueError, match=r"r\.json is not valid JSON at record 2 \(character 29: .*\); "
+                                         r"regenerate it\.$"):
+        list(iter_array_batches(tmp_path / "r.json", fix="regenerate it"))

@@ -113,3 +113,30 @@ def test_an_undecodable_image_is_a_failed_question_not_a_crash(cell, tmp_path):
     assert metrics["questions"] == 12 and metrics["failed_questions"] == 3
     assert metrics["failures"] == {"undecodable image": 3}
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["failed_questions"] == 3
+
+
+def test_the_blind_control_never_opens_the_image_so_fails_no_question(cell, tmp_path):
+    model, processor = cell
+    write_pope(tmp_path / "pope", n=4, corrupt=2)
+    metrics = run_benchmark(model, processor, "pope", tmp_path / "pope", tmp_path / "out", batch_size=3,
+                            max_new_tokens=1, blind=True)
+    assert metrics["questions"] == 12 and metrics["failed_questions"] == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert not any("error" in r for r in records)
+
+
+def test_a_failed_question_scores_as_wrong_and_the_evaluation_ends_with_a_warning(cell, tmp_path, capsys):
+    model, processor = cell
+    write_pope(tmp_path / "pope", n=4, corrupt=2)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    from llava_gemma.eval.run import evaluate_benchmark
+
+    metrics = evaluate_benchmark(tmp_path / "model", "pope", tmp_path / "pope", tmp_path / "out", batch_size=3,
+                                 max_new_tokens=1)
+    records = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    failed = [r for r in records if "error" in r]
+    assert len(failed) == 3 and all(r["parsed"] == "none" and r["correct"] is False for r in failed)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("WARNING pope: 3 of 12 questions failed (undecodable image: 3) and count as wrong")
+    assert metrics["failed_questions"] == 3

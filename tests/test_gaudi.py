@@ -154,7 +154,7 @@ def test_gaudi_llava_and_gemma_take_the_static_shape_path():
     assert {"llava", "gemma"} <= set(static)
     adapt = (source / "modeling_utils.py").read_text()
     assert "def adapt_transformers_to_gaudi(" in adapt
-    # The class eval/gaudi.py loads through, after adapt_transformers_to_gaudi(), is the Gaudi one.
+    # eval/gaudi.py's LlavaForGaudiGeneration subclasses this Gaudi class (for its static-shape inputs).
     assert ("transformers.models.llava.modeling_llava.LlavaForConditionalGeneration = "
             "GaudiLlavaForConditionalGeneration") in adapt
 
@@ -184,3 +184,53 @@ def test_static_shape_padding_keeps_the_answers(tiny_backbones, tmp_path):
     inputs = {"input_ids": ones, "attention_mask": ones}
     wide = cpu_static.pad(inputs, pad_token_id=0)
     assert wide["input_ids"].shape == (2, 128) and int(wide["attention_mask"][:, :58].sum()) == 0
+
+
+# --- what cannot run on CPU even with the Habana stand-in (tests/test_gaudi_cpu.py runs the rest) ------
+
+
+def function_source(path: Path, class_name: str, function: str) -> str:
+    text = path.read_text()
+    method = next(n for n in class_node(path, class_name).body
+                  if isinstance(n, ast.FunctionDef) and n.name == function)
+    return ast.get_source_segment(text, method)
+
+
+def test_gaudi_training_arguments_adapt_transformers_when_built_and_need_an_hpu():
+    """``GaudiTrainingArguments(...)`` cannot be built on CPU: its ``__post_init__`` refuses DeepSpeed off an
+    HPU. Its device setup is what calls ``adapt_transformers_to_gaudi`` (so train/gaudi.py repairs the
+    classes right after building the arguments, before the LM loads); the CPU test calls the same function."""
+    path = optimum_habana_source() / "transformers" / "training_args.py"
+    setup = function_source(path, "GaudiTrainingArguments", "_setup_devices")
+    assert "elif self.use_habana:" in setup and "adapt_transformers_to_gaudi()" in setup
+    post_init = function_source(path, "GaudiTrainingArguments", "__post_init__")
+    assert 'raise ValueError("This version of DeepSpeed must be run on HPUs.")' in post_init
+    assert "device_is_hpu = self.device.type == \"hpu\"" in post_init  # self.device runs _setup_devices
+
+
+def test_the_gaudi_gemma_takes_the_fused_sdpa_keywords_we_add():
+    from llava_gemma.train.gaudi import FUSED_SDPA_KWARGS
+
+    gemma = optimum_habana_source() / "transformers" / "models" / "gemma" / "modeling_gemma.py"
+    assert set(FUSED_SDPA_KWARGS) <= function_parameters(gemma, "GaudiGemmaModel", "forward")
+    assert set(FUSED_SDPA_KWARGS) <= function_parameters(gemma, "GaudiGemmaAttention", "pre_attn_forward")
+
+
+def test_training_without_cache_restores_every_config(tiny_backbones):
+    from llava_gemma.model.assemble import assemble_llava
+    from llava_gemma.train.gaudi import enable_fused_sdpa, training_without_cache
+
+    model, _ = assemble_llava(tiny_backbones["lm"], tiny_backbones["clip"])
+    lm_config = model.model.language_model.config
+    assert lm_config.use_cache and model.config.text_config.use_cache
+    with training_without_cache(model):
+        assert not lm_config.use_cache and not model.config.text_config.use_cache
+    assert lm_config.use_cache and model.config.text_config.use_cache
+    assert enable_fused_sdpa(model) == {}  # transformers' Gemma takes no such keyword: nothing is hooked
+
+
+def test_hpu_execution_mode_follows_the_variable_habana_reads():
+    from llava_gemma.train.gaudi import hpu_execution_mode
+
+    assert hpu_execution_mode({"PT_HPU_LAZY_MODE": "1"}) == "lazy"
+    assert hpu_execution_mode({"PT_HPU_LAZY_MODE": "0"}) == "eager" and hpu_execution_mode({}) == "eager"

@@ -62,8 +62,9 @@ def test_slurm_profiles_launch_one_srun_task_per_device(profile, backend, rule):
     assert list(plan.argv) == ["srun", "--nodes=1", "--ntasks=8", "--ntasks-per-node=8",
                                f"--cpus-per-task={resources['cpus_per_task']}", "--kill-on-bad-exit=1",
                                *srun_task(TRAIN)]
+    lazy = {"PT_HPU_LAZY_MODE": "1"} if backend == "hpu" else {}  # Gaudi runs in lazy mode
     assert plan.env == {"MASTER_PORT": "29400", "LOCAL_WORLD_SIZE": "8",
-                        "OMP_NUM_THREADS": str(resources["cpus_per_task"])}
+                        "OMP_NUM_THREADS": str(resources["cpus_per_task"]), **lazy}
 
 
 def test_two_node_gpu_job_spreads_the_tasks_over_the_nodes():
@@ -86,7 +87,24 @@ def test_local_profile_launches_every_accelerator_on_this_machine(backend, expec
     assert resources["tasks"] == resources["accelerators"]  # a training job takes them all
     plan = plan_for(launch_args(resources, backend), {})
     assert list(plan.argv) == [PY, *expected, *TRAIN]
-    assert plan.env == {"OMP_NUM_THREADS": "8"}
+    assert plan.env == {"OMP_NUM_THREADS": "8", **({"PT_HPU_LAZY_MODE": "1"} if backend == "hpu" else {})}
+
+
+def test_gaudi_runs_in_lazy_mode_unless_the_user_chose_otherwise():
+    single = LaunchRequest(tuple(TRAIN), backend="hpu")
+    assert build_plan(single, {}, python=PY).env == {"PT_HPU_LAZY_MODE": "1"}  # in-process: launch sets it
+    assert build_plan(single, {"PT_HPU_LAZY_MODE": "0"}, python=PY).env == {}  # the user's eager run stays eager
+    assert build_plan(LaunchRequest(tuple(TRAIN), backend="cpu"), {}, python=PY).env == {}
+
+
+def test_in_process_launch_exports_lazy_mode_before_the_command_runs(monkeypatch):
+    from llava_gemma.train.launch import launch
+
+    monkeypatch.setenv("PT_HPU_LAZY_MODE", "")  # records the variable's state, so the test leaves it as it was
+    monkeypatch.delenv("PT_HPU_LAZY_MODE")
+    seen = launch(["--", *TRAIN], tasks=1, nodes=1, backend="hpu", cpus_per_task=None, launcher="auto",
+                  slurm_task=False, run_in_process=lambda argv: os.environ.get("PT_HPU_LAZY_MODE"))
+    assert seen == "1"
 
 
 def test_slurm_gpu_profile_submits_one_task_per_gpu_without_binding():

@@ -33,14 +33,26 @@ def parse_jobs(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def dag(tmp_path_factory) -> list[dict]:
-    # One dry run of the paper config in an empty folder (~20 s on 2 cores: 450 jobs); no network is touched.
+def dry_run(tmp_path_factory) -> tuple[Path, str]:
+    # One dry run of the paper config in an empty folder (~20 s on 2 cores); no network is touched.
     workdir = tmp_path_factory.mktemp("paper")
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"),
                            "--directory", str(workdir), "--configfile", str(ROOT / "config.yaml")],
                           capture_output=True, text=True, cwd=workdir)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return parse_jobs(done.stdout)
+    return workdir, done.stdout
+
+
+@pytest.fixture(scope="module")
+def dag(dry_run) -> list[dict]:
+    return parse_jobs(dry_run[1])
+
+
+def test_a_dry_run_writes_nothing(dry_run):
+    """No study stamps (data/STUDY, results/STUDY) or anything else but Snakemake's own .snakemake/: the toy
+    study can still run in a folder where the paper study was only dry-run (issue 26)."""
+    workdir = dry_run[0]
+    assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == []
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from llava_gemma.data.weights import CheckpointError, convert_bin_checkpoint
 from llava_gemma.eval.benchmarks import get_benchmark
-from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
+from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
 from safetensors.torch import load_file
 
 
@@ -46,11 +46,14 @@ class _Custom:  # any non-tensor global: weights_only=True refuses to unpickle i
 
 
 def test_a_study_refuses_another_studys_folders(tmp_path):
-    claim_study_folders(tmp_path, "llava-gemma-toy")
+    check_study_folders(tmp_path, "llava-gemma-paper")  # checking alone writes nothing
+    assert not (tmp_path / "data").exists()
+    stamp_study_folders(tmp_path, "llava-gemma-toy")
     assert (tmp_path / "data" / "STUDY").read_text() == "llava-gemma-toy\n"
-    claim_study_folders(tmp_path, "llava-gemma-toy")  # the same study again: fine
-    with pytest.raises(StudyMismatch, match=r"'llava-gemma-toy'.*not of 'llava-gemma-paper'"):
-        claim_study_folders(tmp_path, "llava-gemma-paper")
+    stamp_study_folders(tmp_path, "llava-gemma-toy")  # the same study again: fine
+    for refuse in (check_study_folders, stamp_study_folders):
+        with pytest.raises(StudyMismatch, match=r"'llava-gemma-toy'.*not of 'llava-gemma-paper'"):
+            refuse(tmp_path, "llava-gemma-paper")
 
 
 def test_gqa_reads_the_images_unpacked_for_the_mix(tmp_path):

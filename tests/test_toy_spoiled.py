@@ -35,7 +35,8 @@ def test_each_kind_is_dropped_for_its_reason_and_named(world, tmp_path):
     expected = {"no_conversations", "malformed_turn", "roles_out_of_order", "empty_turn", "chat_marker_in_text",
                 "unanswered_last_turn", "image_token_missing", "several_image_tokens", "image_token_not_in_first_turn",
                 "duplicate", "too_long", "image_token_in_text_only_record", "not_a_record", "malformed_image_field",
-                "image_missing", *(k for k in IMAGE_KINDS if k != "image_converted")}
+                "image_path_outside_root", "malformed_conversations", "text_not_unicode", "image_missing",
+                *(k for k in IMAGE_KINDS if k != "image_converted")}
     assert expected <= dropped, sorted(expected - dropped)
     assert sum(s["repaired"].get("image_converted", 0) for s in report["sources"].values()) >= 1
     assert report["dropped_examples"]["image_truncated"][0]["id"] == "spoiled_image_truncated"

@@ -32,7 +32,10 @@ def reduced_toy_config() -> dict:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+    """Snakemake on ``workdir``'s config, with the workdir's own Snakefile where it is a clone (conftest's
+    copy_workflow), else the repository's."""
+    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").is_file() else ROOT / "Snakefile"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 

@@ -96,10 +96,14 @@ def cmd_fetch_ocr_vqa(a) -> dict:
 
 
 def cmd_prepare(a) -> dict:
+    from llava_gemma.backbone_sources import check_role
     from llava_gemma.data.prepare import prepare_dataset
     from llava_gemma.data.vocabulary import write_vocabulary
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
 
+    # A hub backbone is first read here (validation cannot read the hub): a wrong kind is one sentence.
+    for folder, kind in [(a.tokenizer, "language_model"), *((t, "vision_tower") for t in a.towers)]:
+        check_role(Path(folder), kind, f"the {kind} of level {Path(folder).name!r}", str(folder))
     tokenizer = prepare_tokenizer(a.tokenizer)
     # Length filtering counts the image tokens of the hungriest tower in the grid.
     image_tokens = max(image_token_count(build_processor(t, prepare_tokenizer(a.tokenizer))) for t in a.towers)
@@ -123,7 +127,7 @@ def cmd_train(a) -> dict:
                      work_dir=Path(a.work), backend=s["backend"], precision=s["precision"], seed=s["seed"],
                      save_steps=s["save_steps"], connector_from=Path(a.connector) if a.connector else None,
                      length_buckets=s.get("length_buckets"), gradient_checkpointing=s.get("gradient_checkpointing"),
-                     peak_tflops=s.get("peak_tflops"))
+                     peak_tflops=s.get("peak_tflops"), pad_to=s.get("pad_to"))
 
 
 def cmd_launch(a) -> dict:
@@ -144,6 +148,19 @@ def cmd_evaluate(a) -> dict:
     return evaluate_benchmark(Path(a.model), a.benchmark, Path(a.data), Path(a.out), batch_size=s.pop("batch_size"),
                               seed=s.pop("seed", 0), blind=a.blind, work_dir=Path(a.work) if a.work else None,
                               **split_settings(s))
+
+
+def cmd_device_answers(a) -> dict:
+    from llava_gemma.eval.device_check import device_answers
+
+    return device_answers(Path(a.model), a.benchmark, Path(a.data), Path(a.out), device=a.device,
+                          questions=a.questions)
+
+
+def cmd_compare_answers(a) -> dict:
+    from llava_gemma.eval.device_check import compare_answers
+
+    return compare_answers(Path(a.device_answers), Path(a.cpu_answers), Path(a.out))
 
 
 def cmd_evaluate_cell(a) -> dict:
@@ -352,6 +369,8 @@ DESCRIPTIONS = {
     "describe-study": "the report's study metadata: config files, commit, library versions, date",
     "model-card": "write a cell's model card (README.md in the hub's format), with metrics when given",
     "ask": "ask a cell a question about an image and print its greedy answer",
+    "device-answers": "greedy fp32 answers of a benchmark's first questions on one device (the smoke run's check)",
+    "compare-answers": "fail, naming the questions, unless the device's answers equal the CPU's",
     "estimate": "training FLOPs and hours of every real cell, and the MFU the paper's wall times imply "
                 "(Markdown table)",
 }
@@ -407,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cell.add_argument(
         "--blind_out", help="where the blind-image control of the settings' blind_control benchmarks goes")
     evaluate_cell.add_argument("--work", default=None, help=work_help + "; default <out>/<benchmark>/partial")
+    answers = add("device-answers", cmd_device_answers, "model", "benchmark", "data", "out")
+    answers.add_argument("--device", default=None, help="cpu, cuda or hpu (default: the evaluation device)")
+    answers.add_argument("--questions", type=int, default=20, help="how many of the benchmark's questions")
+    compare = command("compare-answers", cmd_compare_answers)
+    for name in ("device_answers", "cpu_answers", "out"):
+        compare.add_argument(f"--{name}", required=True, help="JSON written by device-answers" if name != "out"
+                             else "where the comparison goes (JSON)")
     add("report", cmd_report, "cells_dir", "out")
     add("blind-report", cmd_blind_report, "cells_dir", "out")
     add("effects", cmd_effects, "cells_dir", "out")

@@ -7,6 +7,7 @@ end in one sentence that names the key and the fix.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +29,9 @@ from llava_gemma.recipe import (
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# `local:` backbone folders are relative to the repository root (the Snakefile's folder, as
+# local_model_folder in common.smk reads them); the package lives in its workflow/ folder.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 __all__ = ["Cell", "ConfigError", "StageConfig", "StudyConfig", "validate_config"]
 
 
@@ -158,12 +162,17 @@ def _describe(error) -> str:
     """One sentence for a jsonschema error, naming the offending key."""
     key = _key_path(error)
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        properties = list(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(properties))
         top = key == "<top level>"
         name = extra[0] if top else f"{key}.{extra[0]}"
-        known = ", ".join(error.schema.get("properties", {}))
-        fix = f"a level overrides only {known}" if re.fullmatch(r"grid\[\d+\]\.levels\.[^.]+", key) \
-            else "remove it or fix its spelling"
+        close = difflib.get_close_matches(extra[0], properties, n=1)
+        guess = f"did you mean {close[0]!r}" if close else ""
+        if re.fullmatch(r"grid\[\d+\]\.levels\.[^.]+", key):
+            fix = (f"{guess} (a level overrides only " if guess else "a level overrides only ") \
+                + ", ".join(properties) + (")" if guess else "")
+        else:
+            fix = f"fix its spelling ({guess}) or remove it" if guess else "remove it or fix its spelling"
         return f"unknown key {name!r} in {'the top level' if top else key}; {fix}"
     if error.validator == "required":
         return f"{key}: {error.message}; add it"
@@ -174,19 +183,29 @@ def _describe(error) -> str:
     return f"{key}: {error.message}"
 
 
-def validate_config(raw: Any, source: str = "config") -> None:
-    """Validate against the JSON schema, then the cross-references the schema cannot express."""
+def validate_config(raw: Any, source: str = "config", root: Path = REPO_ROOT) -> None:
+    """Validate against the JSON schema, then the cross-references the schema cannot express, then
+    the ``local:`` backbones (read from ``root`` when relative): what a dry run can know."""
     import jsonschema
+
+    from llava_gemma.backbone_sources import BackboneMismatch, check_local_sources
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} is empty or not a mapping; start from config.yaml.")
     with SCHEMA_PATH.open() as f:
         schema = yaml.safe_load(f)
     validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(raw))
+    errors = list(validator.iter_errors(raw))
+    # A misspelt required key is both unknown and missing: the typo is what the user must fix.
+    unknown = [e for e in errors if e.validator == "additionalProperties"]
+    error = jsonschema.exceptions.best_match(unknown or errors)
     if error is not None:
         raise ConfigError(f"Invalid config {source}: {_describe(error)}.")
     _check_references(raw, source)
+    try:
+        check_local_sources(raw["grid"], root)
+    except BackboneMismatch as err:
+        raise ConfigError(f"Invalid config {source}: {err}") from None
 
 
 def _check_references(raw: dict, source: str) -> None:

@@ -5,14 +5,20 @@ from pathlib import Path
 
 from llava_gemma.config import ConfigError, StudyConfig, validate_config
 from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
-from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
+from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
 
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
     # data/ and results/ belong to one study: another study's files at the same paths would count as done.
-    claim_study_folders(Path.cwd(), config["study"])
+    # Every parse checks; only a run that executes jobs stamps (onstart: a dry run writes nothing).
+    check_study_folders(Path.cwd(), config["study"])
 except (ConfigError, StudyMismatch) as err:
     raise WorkflowError(str(err)) from None
+
+
+onstart:
+    stamp_study_folders(Path.cwd(), config["study"])
+
 
 STUDY = StudyConfig(config)
 # Every run (replicate k > 1 of a cell is <cell>_r<k>) by name, and the stage-1 runs they start from.
@@ -43,9 +49,16 @@ def models_from(kind):
 
 
 def local_model_folder(model):
-    """A `local:` source's folder; a relative one is read from the repository root."""
+    """A `local:` source's folder; a relative one is read from the repository root. Given relative to the
+    working directory when it lies beside it, so a moved or copied clone (or a cluster mounting it elsewhere)
+    sees the same input path and reruns nothing."""
     folder = Path(STUDY.model_source(model)["local"])
-    return str(folder if folder.is_absolute() else Path(workflow.basedir) / folder)
+    return str(folder) if folder.is_absolute() else portable_path(Path(workflow.basedir) / folder)
+
+
+def portable_path(path):
+    """``path`` relative to the working directory (``..`` allowed): the form a move of both cannot change."""
+    return os.path.relpath(path)
 
 
 wildcard_constraints:
@@ -181,6 +194,7 @@ def smoke_settings(stage, steps=5):
     s = json.loads(train_settings(stage))
     s["stage"] = {**s["stage"], "max_steps": steps}
     s["save_steps"] = 0
+    s["pad_to"] = config["data"]["max_length"]  # every step at the largest shape: an OOM shows here, not hours in
     return settings(s)
 
 
@@ -229,8 +243,10 @@ def report_cells():
     return [cell.to_dict() for cell in CELLS.values()]
 
 
-def card_settings(cell_name):
-    """What a cell's model card says: its levels and their hub ids, its training data and recipe, how it was evaluated."""
+def card_settings(cell_name, evaluation=True):
+    """What a cell's model card says: its levels and their hub ids, its training data and recipe, and (the final
+    card's, ``evaluation``) how it was evaluated. The card training writes leaves evaluation out: it is a param of
+    train_cell, and an evaluation setting must not retrain a cell."""
     cell = CELLS[cell_name]
     recipe = STUDY.recipe(cell)
     levels = {"language_model": STUDY.model_source(cell.language_model),
@@ -242,15 +258,15 @@ def card_settings(cell_name):
     train = dict(precision=t["precision"], backend=t["backend"], stage2=recipe["train"]["stage2"])
     if cell.pretrains_connector:
         train["stage1"] = recipe["train"]["stage1"]
-    if STUDY.replicates > 1 or cell.replicate > 1:
-        train["seed"] = STUDY.seed(cell)
+    train["seed"] = STUDY.seed(cell)  # always: replicates 1 -> 2 must not change (and so retrain) a first replicate
     extras = {k: recipe[k] for k in ("connector", "stage2_trains", "instruct_sources", "image_size")
               if k in recipe and recipe[k] != RECIPE_DEFAULTS.get(k)}
     return settings(dict(study=config["study"], cell=cell.name, datasets=datasets, train=train,
                          factors=dict(cell.levels), **({"recipe": extras} if extras else {}),
                          sources={k: src.get("hub") for k, src in levels.items()},
-                         eval=dict(benchmarks=config["eval"]["benchmarks"],
-                                   blind_control=config["eval"].get("blind_control", []))))
+                         **({"eval": dict(benchmarks=config["eval"]["benchmarks"],
+                                          blind_control=config["eval"].get("blind_control", []))}
+                            if evaluation else {})))
 
 
 def shown_path(path):

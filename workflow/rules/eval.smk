@@ -86,3 +86,14 @@ else:
             " --data data/raw/benchmarks/{wildcards.benchmark} --out results/cells/{wildcards.cell}/{wildcards.evaluation}/{wildcards.benchmark}"
             " --work results/work/{wildcards.evaluation}/{wildcards.cell}/{wildcards.benchmark}"
             " --settings '{params.settings}' > {log} 2>&1"
+
+
+# Failed questions (undecodable images, scored as wrong) on the console at the end of a run, one
+# line per benchmark; Table 1 and the model cards show them too. Not run by a dry run.
+onsuccess:
+    import sys
+
+    from llava_gemma.eval.failures import study_failure_lines
+
+    for _line in study_failure_lines(Path("results/cells"), [_run.name for _run in STUDY.runs], BENCHMARKS):
+        print(_line, file=sys.stderr)

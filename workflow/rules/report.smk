@@ -185,7 +185,7 @@ rule describe_study:
     params:
         settings=settings(dict(study=config["study"], configfiles=[shown_path(f) for f in workflow.configfiles],
                                cells=list(CELLS), benchmarks=BENCHMARKS)),
-        repo=workflow.basedir,
+        repo=portable_path(workflow.basedir),
     conda:
         "../../envs/core.yaml"
     log:

@@ -52,7 +52,7 @@ rule train_cell:
         settings=lambda w: train_settings("stage2", CELLS[w.cell]),
         images=f"data/raw/{DATASETS['instruct']['raw']}/{DATASETS['instruct']['images']}",
         connector=lambda w, input: f"--connector {input.connector}" if "connector" in input.keys() else "",
-        card=lambda w: card_settings(w.cell),
+        card=lambda w: card_settings(w.cell, evaluation=False),
     priority: lambda w: train_priority(CELLS[w.cell])
     resources:
         nodes=1,
@@ -105,3 +105,37 @@ rule smoke_train:
         " --out results/smoke/{wildcards.stage}/{wildcards.lm}_{wildcards.tower}"
         " --work results/work/smoke/{wildcards.stage}/{wildcards.lm}_{wildcards.tower}"
         " --settings '{params.settings}' > {log} 2>&1"
+
+
+# Not part of `all`: the smoke run's answer check (docs/backends.md). The five-step stage-2 checkpoint of
+# smoke_train answers the first 20 questions of a benchmark on the evaluation device (through the device's
+# own generation path, launched as an evaluation job is) and on the CPU, each in its own process, greedy and
+# in fp32; the job fails unless the answers are equal, naming the questions that differ.
+SMOKE_BENCHMARK = "pope" if "pope" in BENCHMARKS else BENCHMARKS[0]
+
+
+rule smoke_device_check:
+    input:
+        metrics="results/smoke/stage2/{lm}_{tower}/train_metrics.json",
+        benchmark=lambda w: inputs_of_benchmark(SMOKE_BENCHMARK),
+    output:
+        "results/smoke/stage2/{lm}_{tower}/device_check.json",
+    params:
+        model="results/smoke/stage2/{lm}_{tower}",
+        data=f"data/raw/benchmarks/{SMOKE_BENCHMARK}",
+    resources:
+        nodes=1,
+        tasks=1,
+        cpus_per_task=1,
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/smoke_device_check/{lm}_{tower}.log",
+    shell:
+        "llava-gemma launch --backend " + config["train"]["backend"] + " --tasks 1 --nodes 1 --"
+        " device-answers --model {params.model} --benchmark " + SMOKE_BENCHMARK + " --data {params.data}"
+        " --out {params.model}/answers_device.json > {log} 2>&1"
+        " && llava-gemma device-answers --device cpu --model {params.model} --benchmark " + SMOKE_BENCHMARK +
+        " --data {params.data} --out {params.model}/answers_cpu.json >> {log} 2>&1"
+        " && llava-gemma compare-answers --device_answers {params.model}/answers_device.json"
+        " --cpu_answers {params.model}/answers_cpu.json --out {output} >> {log} 2>&1"

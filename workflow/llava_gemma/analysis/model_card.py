@@ -39,6 +39,23 @@ def headline_metrics(benchmarks: list[str], eval_dir: Path) -> dict[str, dict[st
     return out
 
 
+def failed_questions(benchmarks: list[str], eval_dir: Path) -> dict[str, int]:
+    """Per benchmark of Table 1, the questions that could not be asked (``failed_questions``), if any."""
+    out = {}
+    for bench in dict.fromkeys(b for b, _ in COLUMNS.values()):
+        if bench in benchmarks and (n := read_metrics(eval_dir / bench / "metrics.json").get("failed_questions")):
+            out[bench] = int(n)
+    return out
+
+
+def _failed_line(failed: dict[str, int]) -> str:
+    if not failed:
+        return "Failed questions: none (every question's image decoded)."
+    where = ", ".join(f"{BENCHMARK_NAMES.get(b, b)} {n}" for b, n in failed.items())
+    return (f"Failed questions: {sum(failed.values())} ({where}): their images could not be decoded, and each "
+            "counts as a wrong answer, so those values are lower than the model's.")
+
+
 def _eval_results(metrics: dict[str, dict[str, float]]) -> list[EvalResult]:
     results = []
     for bench, values in metrics.items():
@@ -85,7 +102,7 @@ def _recipe_lines(s: dict[str, Any]) -> list[str]:
     if "image_size" in recipe:
         lines.append(f"- Tower input: {recipe['image_size']} px.")
     if "seed" in train:
-        lines.append(f"- Seed {train['seed']} (one replicate of its cell).")
+        lines.append(f"- Seed {train['seed']}.")
     return lines
 
 
@@ -101,14 +118,14 @@ def _results_table(metrics: dict[str, dict[str, float]]) -> list[str]:
     return rows
 
 
-def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) -> str:
+def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None,
+              failed: dict[str, int] | None = None) -> str:
     f, src = s["factors"], s["sources"]
     # A grid may name its factors otherwise; the card then names the cell's levels (its name).
     lm = src.get("language_model") or f"the toy `{f.get('language_model', s['cell'])}` LM"
     tower = src.get("vision_tower") or f"the toy `{f.get('vision_tower', s['cell'])}` tower"
     connector = s.get("recipe", {}).get("connector", "mlp2x_gelu")
     toy = not any(src.values())
-    benchmarks = s["eval"]["benchmarks"]
     out = [f"# llava-gemma {s['cell']}", "",
            f"A LLaVA-1.5-style vision-language model from the `{s['study']}` study (a reproduction of the "
            "LLaVA-Gemma design study, arXiv 2404.01331): language model "
@@ -124,15 +141,17 @@ def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) ->
            + (" These are tiny models trained for minutes on a generated toy world: they test the pipeline, "
               "their numbers say nothing about real images." if toy else ""),
            *(["", f"Use of this model is subject to the [Gemma Terms of Use]({GEMMA_TERMS}) of its language "
-              "model."] if "gemma" in (src.get("language_model") or "").lower() else []), "",
-           "## How it was evaluated", "",
-           "Greedy decoding that stops at `<end_of_turn>`, with the reference scripts' answer instructions and "
-           "token caps, on " + ", ".join(f"{BENCHMARK_NAMES.get(b, b)}"
-                                         + (f" ({o['limit']} questions, seeded)" if o.get("limit") else "")
-                                         for b, o in benchmarks.items())
-           + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over questions."]
+              "model."] if "gemma" in (src.get("language_model") or "").lower() else [])]
+    if "eval" in s:  # the final card (write_model_card); the one training writes has no evaluation settings
+        benchmarks = s["eval"]["benchmarks"]
+        out += ["", "## How it was evaluated", "",
+                "Greedy decoding that stops at `<end_of_turn>`, with the reference scripts' answer instructions and "
+                "token caps, on " + ", ".join(f"{BENCHMARK_NAMES.get(b, b)}"
+                                              + (f" ({o['limit']} questions, seeded)" if o.get("limit") else "")
+                                              for b, o in benchmarks.items())
+                + ". Each metric is the benchmark's official one, with a bootstrap 95% interval over questions."]
     if metrics:
-        out += ["", "## Results", "", *_results_table(metrics)]
+        out += ["", "## Results", "", *_results_table(metrics), "", _failed_line(failed or {})]
     else:
         out += ["", "Evaluation follows training: the study's `write_model_card` step writes this card with the "
                 "metrics to `results/report/model_cards/" + s["cell"] + "/README.md`."]
@@ -143,15 +162,20 @@ def card_body(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) ->
     return "\n".join(out)
 
 
-def build_card(settings: dict[str, Any], metrics: dict[str, dict[str, float]] | None = None) -> ModelCard:
+def build_card(settings: dict[str, Any], metrics: dict[str, dict[str, float]] | None = None,
+               failed: dict[str, int] | None = None) -> ModelCard:
     data = card_data(settings, metrics)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_body(settings, metrics)}")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_body(settings, metrics, failed)}")
 
 
 def write_model_card(settings: dict[str, Any], out: Path, eval_dir: Path | None = None) -> dict[str, Any]:
     """Write the card to ``out``; with ``eval_dir`` (results/cells/<cell>/eval) it carries the metrics."""
-    metrics = headline_metrics(list(settings["eval"]["benchmarks"]), eval_dir) if eval_dir else None
-    card = build_card(settings, metrics)
+    evaluated = eval_dir is not None and "eval" in settings
+    benchmarks = list(settings["eval"]["benchmarks"]) if evaluated else []
+    metrics = headline_metrics(benchmarks, eval_dir) if evaluated else None
+    failed = failed_questions(benchmarks, eval_dir) if evaluated else None
+    card = build_card(settings, metrics, failed)
     out.parent.mkdir(parents=True, exist_ok=True)
     card.save(out)
-    return {"card": str(out), "metrics": json.loads(json.dumps(metrics)) if metrics else {}}
+    return {"card": str(out), "metrics": json.loads(json.dumps(metrics)) if metrics else {},
+            "failed_questions": failed or {}}

@@ -6,7 +6,9 @@ reports POPE (see ``COLUMNS``). Units follow the paper: GQA, POPE, MMVP and Scie
 fractions, MME in points, MM-Vet and VQAv2 in percent. A benchmark the config does not evaluate
 stays in the table as a missing column, so a reader never mistakes "not run" for "left out".
 The best cell per column (highest value; ties all marked) is bold in the Markdown and LaTeX
-tables and named in the CSV's ``best_in`` column.
+tables and named in the CSV's ``best_in`` column. ``failed_questions`` counts the questions of the
+table's benchmarks that could not be asked (an undecodable image; scored as wrong), summed over a
+cell's runs, with ``failed_in`` naming the benchmarks: a value is then lower than the model's.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ SPLIT_NOTE = (f"Splits in brackets. VQAv2 is scored locally on val2014; the pape
 DECIMALS = {"mme_cognition": 0, "mme_perception": 0, "mm_vet": 1, "vqav2": 1}
 FACTOR_COLUMNS = ["cell", "language_model", "vision_tower", "pretrain_connector"]
 MISSING = "–"  # printed for a benchmark the config does not evaluate
+FAILED_COLUMN = "failed questions"
+FAILED_NOTE = ("Failed questions: questions that could not be asked (an image that does not decode); each counts as "
+               "a wrong answer in its benchmark's value, so a cell with failures scores lower than its model would; "
+               "the questions are named in results/cells/<cell>/eval/<benchmark>/samples.jsonl (field `error`).")
 
 
 def read_metrics(path: Path) -> dict:
@@ -76,22 +82,30 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
 
     extra = [f for f, _ in cells[0].levels if f not in PAPER_FACTORS] if cells else []
     rows = []
+    failed: dict[str, dict[str, int]] = {}  # cell (all its runs) -> benchmark -> failed questions
     for cell in cells:
         row: dict = {"cell": cell.name, "language_model": cell.language_model, "vision_tower": cell.vision_tower,
                      "pretrain_connector": "yes" if cell.pretrains_connector else "no",
                      **{f: cell.level(f) for f in extra}}
+        read = {b: read_metrics(cells_dir / cell.name / "eval" / b / "metrics.json")
+                for b in dict.fromkeys(b for b, _ in COLUMNS.values()) if b in benchmarks}
         for column, (bench, key) in COLUMNS.items():
-            metrics = read_metrics(cells_dir / cell.name / "eval" / bench / "metrics.json") \
-                if bench in benchmarks else {}
+            metrics = read.get(bench, {})
             row[column] = metrics.get(key, math.nan)
             row[f"{column}_ci_low"] = metrics.get(f"{key}_ci_low", math.nan)
             row[f"{column}_ci_high"] = metrics.get(f"{key}_ci_high", math.nan)
+        for bench, metrics in read.items():
+            if metrics.get("failed_questions"):
+                counts = failed.setdefault(cell.cell, {})
+                counts[bench] = counts.get(bench, 0) + int(metrics["failed_questions"])
         row.update({f"{column}_split": SPLITS[column] for column in COLUMNS})
         rows.append(row)
     table = pd.DataFrame(rows)
     if any(c.replicate > 1 for c in cells):
         table = mean_over_replicates(table, cells, list(COLUMNS))
     table.attrs["factors"] = extra
+    table["failed_questions"] = [sum(failed.get(c, {}).values()) for c in table["cell"]]
+    table["failed_in"] = [";".join(f"{b}:{n}" for b, n in failed.get(c, {}).items()) for c in table["cell"]]
     table["best_in"] = [";".join(c for c, best in zip(COLUMNS, marks) if best) for marks in _best_marks(table)]
     return table
 
@@ -153,7 +167,8 @@ def factor_columns(table: pd.DataFrame) -> list[str]:
 def table_note(table: pd.DataFrame) -> str:
     from llava_gemma.analysis.replicate_rows import REPLICATE_NOTE
 
-    return SPLIT_NOTE + ("\n\n" + REPLICATE_NOTE if "replicates" in table else "")
+    failures = "\n\n" + FAILED_NOTE if table.get("failed_questions", pd.Series(dtype=int)).any() else ""
+    return SPLIT_NOTE + ("\n\n" + REPLICATE_NOTE if "replicates" in table else "") + failures
 
 
 def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
@@ -161,14 +176,21 @@ def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) ->
     shown = table[factor_columns(table)].copy()
     for column in COLUMNS:
         shown[f"{column} [{SPLITS[column]}]"] = [format_cell(row, column, bold) for _, row in table.iterrows()]
+    shown[FAILED_COLUMN] = [_failed_text(row) for _, row in table.iterrows()]
     return shown
+
+
+def _failed_text(row: pd.Series) -> str:
+    """``0``, or the count and where: ``3 (pope 3)``."""
+    n = int(row.get("failed_questions", 0))
+    return f"{n} ({row['failed_in'].replace(':', ' ').replace(';', ', ')})" if n else "0"
 
 
 def to_latex(table: pd.DataFrame) -> str:
     """A booktabs table: best value per column in bold, intervals in brackets, '–' for not run."""
     shown = table1_display(table, bold=(r"\textbf{", "}"))
     names = [c.replace("_", r"\_") for c in shown.columns]
-    lines = [r"\begin{tabular}{" + "l" * len(factor_columns(table)) + "r" * len(COLUMNS) + "}", r"\toprule",
+    lines = [r"\begin{tabular}{" + "l" * len(factor_columns(table)) + "r" * (len(COLUMNS) + 1) + "}", r"\toprule",
              " & ".join(names) + r" \\", r"\midrule"]
     for _, row in shown.iterrows():
         lines.append(" & ".join(str(v).replace("_", r"\_") for v in row) + r" \\")

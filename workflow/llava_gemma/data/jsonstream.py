@@ -33,17 +33,21 @@ class Batch:
     text: str  # a JSON array holding exactly these elements
 
 
-def iter_array_batches(path: Path, max_records: int = 2000, max_chars: int = 4 << 20) -> Iterator[Batch]:
-    """Consecutive batches of the array in ``path``; ``BrokenFile`` naming the file if it is not one."""
+DOWNLOAD_FIX = "delete it and rerun its download rule"
+
+
+def iter_array_batches(path: Path, max_records: int = 2000, max_chars: int = 4 << 20, *,
+                       fix: str = DOWNLOAD_FIX) -> Iterator[Batch]:
+    """Consecutive batches of the array in ``path``; ``BrokenFile`` naming the file, the place and ``fix``."""
     scan = json.JSONDecoder().raw_decode
-    reader = _Reader(path)
+    reader = _Reader(path, fix)
     buf, pos = reader.more(""), 0
     pos = _skip(buf, pos)
     while pos >= len(buf) and not reader.eof:
         buf, pos = reader.more(buf[pos:]), 0
         pos = _skip(buf, pos)
     if pos >= len(buf) or buf[pos] != "[":
-        raise BrokenFile(f"{path} does not hold a JSON list of records; delete it and rerun its download rule.")
+        raise BrokenFile(f"{path} does not hold a JSON list of records; {fix}.")
     pos += 1
     index = 0
     pieces: list[str] = []
@@ -54,7 +58,7 @@ def iter_array_batches(path: Path, max_records: int = 2000, max_chars: int = 4 <
         pos = _skip(buf, pos)
         if pos >= len(buf):
             if reader.eof:
-                raise _invalid(path, index, "the file ends inside the list")
+                raise _invalid(path, index, reader.at(buf, pos), fix, "the file ends inside the list")
             buf, pos = reader.more(buf[pos:]), 0
             continue
         if not expect_element:
@@ -63,14 +67,14 @@ def iter_array_batches(path: Path, max_records: int = 2000, max_chars: int = 4 <
                 continue
             if buf[pos] == "]":
                 break
-            raise _invalid(path, index, f"expected ',' or ']' but found {buf[pos]!r}")
+            raise _invalid(path, index, reader.at(buf, pos), fix, f"expected ',' or ']' but found {buf[pos]!r}")
         if buf[pos] == "]" and index == 0:
             break
         try:
             _, end = scan(buf, pos)
         except json.JSONDecodeError as err:
             if reader.eof:
-                raise _invalid(path, index, err.msg) from None
+                raise _invalid(path, index, reader.at(buf, err.pos), fix, err.msg) from None
             buf, pos = reader.more(buf[pos:]), 0  # the element runs past the block: read on
             continue
         if not reader.eof and buf[pos] in _NUMBER_START and (end >= len(buf) or buf[end] not in _AFTER_ELEMENT):
@@ -85,14 +89,20 @@ def iter_array_batches(path: Path, max_records: int = 2000, max_chars: int = 4 <
     if pieces:
         yield Batch(first, len(pieces), "[" + ",".join(pieces) + "]")
     if _skip(buf, pos + 1) < len(buf) or reader.more("").strip():
-        raise _invalid(path, index, "there is text after the closing ']'")
+        raise _invalid(path, index, reader.at(buf, pos + 1), fix, "there is text after the closing ']'")
 
 
 class _Reader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fix: str):
         self.file = path.open("rb")
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
         self.eof = False
+        self.fix = fix
+        self.decoded = 0  # characters decoded so far: the end of the current buffer in the file
+
+    def at(self, buf: str, pos: int) -> int:
+        """The character offset in the file of ``buf[pos]`` (``buf`` ends where decoding stopped)."""
+        return self.decoded - len(buf) + pos
 
     def more(self, rest: str) -> str:
         if self.eof:
@@ -102,7 +112,8 @@ class _Reader:
             self.eof = not data
             text = self.decoder.decode(data, final=self.eof)
         except UnicodeDecodeError:
-            raise BrokenFile(f"{self.file.name} is not UTF-8 text; delete it and rerun its download rule.") from None
+            raise BrokenFile(f"{self.file.name} is not UTF-8 text; {self.fix}.") from None
+        self.decoded += len(text)
         if self.eof:
             self.file.close()
         return rest + text
@@ -114,5 +125,5 @@ def _skip(buf: str, pos: int) -> int:
     return pos
 
 
-def _invalid(path: Path, index: int, why: str) -> BrokenFile:
-    return BrokenFile(f"{path} is not valid JSON at record {index} ({why}); delete it and rerun its download rule.")
+def _invalid(path: Path, index: int, offset: int, fix: str, why: str) -> BrokenFile:
+    return BrokenFile(f"{path} is not valid JSON at record {index} (character {offset}: {why}); {fix}.")

@@ -6,7 +6,9 @@ source and reason and, per reason, the first ``EXAMPLES`` dropped records (id, i
 file order, and ``converted/`` with JPEG copies of images stored in another format under a
 ``.jpg`` name (rows with ``converted`` true load their image from there). A record is dropped for
 a counted reason or repaired, never crashes the stage; a source losing more than
-``max_drop_fraction`` fails it, naming the source and the top reasons.
+``max_drop_fraction`` fails it, naming the source, the top reasons and the fix that fits where its
+files came from (``origin.py``: the toy world, an unpacked archive or a download). The outputs
+are replaced only when the new ones are complete and accepted.
 
 The 665k mix is streamed: the records file is cut into batches of JSON text, worker processes
 parse, check and tokenize them (``samples.py``), each distinct image is checked once (as its own
@@ -34,7 +36,8 @@ from llava_gemma.config import ConfigError
 from llava_gemma.data import samples
 from llava_gemma.data.images import ImageCheck, load_known, save_known
 from llava_gemma.data.jsonstream import iter_array_batches
-from llava_gemma.data.records import UNKNOWN_SOURCE
+from llava_gemma.data.origin import Origin, find_origin
+from llava_gemma.data.records import TEXT_ONLY_SOURCE, UNKNOWN_SOURCE
 from llava_gemma.data.samples import ROW_SCHEMA, SampleSpec
 from llava_gemma.errors import UserError
 
@@ -66,6 +69,7 @@ def prepare_dataset(records_path: Path, image_root: Path, tokenizer, out_dir: Pa
         raise FileNotFoundError(f"{records_path} is missing; run its download rule first.")
     if workers is None:
         workers = 1 if records_path.stat().st_size < SMALL_FILE else len(os.sched_getaffinity(0))
+    origin = find_origin(records_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "filter_report.rejected.json").unlink(missing_ok=True)  # from an earlier failed run
     converted_root = out_dir / "converted"  # kept between runs: remembered verdicts point into it
@@ -75,29 +79,37 @@ def prepare_dataset(records_path: Path, image_root: Path, tokenizer, out_dir: Pa
     check = partial(samples.image_task, image_root=image_root, converted_root=converted_root,
                     decode=image_check == "decode")
     run = _Run(log or _stderr_log)
+    # Written beside the outputs and renamed over them only once complete and accepted, so a
+    # failed or killed run leaves the earlier prepared data as it was (outside Snakemake, which
+    # deletes a job's outputs itself before it runs the job).
     part = out_dir / "data.parquet.part"
-    with _executor(workers, spec) as pool, pq.ParquetWriter(part, SCHEMA) as writer:
-        run.writer = writer
-        in_flight: deque[Future] = deque()
-        pending: deque[_Waiting] = deque()
-        for batch in iter_array_batches(records_path, max_records=batch_size):
-            in_flight.append(pool.submit(samples.process_batch, batch))
-            while len(in_flight) > 2 * workers + 1:  # bounded: the file is never read far ahead
-                run.receive(in_flight.popleft().result(), pool, check, pending)
-        while in_flight:
-            run.receive(in_flight.popleft().result(), pool, check, pending)
-        run.flush(pending, wait=True)
-    os.replace(part, out_dir / "data.parquet")
-    save_known(known_file, {p: m for p, m in run.memo.items() if m is not None})
-    report = run.report(max_drop_fraction, image_check)
-    text = json.dumps(report, indent=2) + "\n"
-    (out_dir / "filter_report.json").write_text(text)
     try:
-        _fail_if_too_many_dropped(report, max_drop_fraction, records_path)
-    except TooManyDropped:
-        # Snakemake deletes a failed job's outputs; keep the evidence under a name it does not own.
-        (out_dir / "filter_report.rejected.json").write_text(text)
-        raise
+        with _executor(workers, spec) as pool, pq.ParquetWriter(part, SCHEMA) as writer:
+            run.writer = writer
+            in_flight: deque[Future] = deque()
+            pending: deque[_Waiting] = deque()
+            for batch in iter_array_batches(records_path, max_records=batch_size, fix=origin.fix_records(records_path)):
+                in_flight.append(pool.submit(samples.process_batch, batch))
+                while len(in_flight) > 2 * workers + 1:  # bounded: the file is never read far ahead
+                    run.receive(in_flight.popleft().result(), pool, check, pending)
+            while in_flight:
+                run.receive(in_flight.popleft().result(), pool, check, pending)
+            run.flush(pending, wait=True)
+        save_known(known_file, {p: m for p, m in run.memo.items() if m is not None})  # valid even if rejected
+        report = run.report(max_drop_fraction, image_check)
+        text = json.dumps(report, indent=2) + "\n"
+        try:
+            _fail_if_too_many_dropped(report, max_drop_fraction, records_path, image_root, default_source, origin)
+        except TooManyDropped:
+            # Snakemake deletes a failed job's outputs; keep the evidence under a name it does not own.
+            (out_dir / "filter_report.rejected.json").write_text(text)
+            raise
+        report_part = out_dir / "filter_report.json.part"
+        report_part.write_text(text)
+        os.replace(part, out_dir / "data.parquet")
+        os.replace(report_part, out_dir / "filter_report.json")
+    finally:
+        part.unlink(missing_ok=True)
     return report
 
 
@@ -224,7 +236,8 @@ class _Run:
                 "dropped_examples": {reason: self.examples[reason] for reason in sorted(self.examples)}}
 
 
-def _fail_if_too_many_dropped(report: dict, max_drop_fraction: float, records_path: Path) -> None:
+def _fail_if_too_many_dropped(report: dict, max_drop_fraction: float, records_path: Path, image_root: Path,
+                              default_source: str, origin: Origin) -> None:
     for source, stats in report["sources"].items():
         lost = stats["total"] - stats["kept"]
         # Records with no readable source are judged against the whole file: a handful of broken
@@ -232,10 +245,14 @@ def _fail_if_too_many_dropped(report: dict, max_drop_fraction: float, records_pa
         share = lost / (report["total"] if source == UNKNOWN_SOURCE else stats["total"])
         if share > max_drop_fraction:
             reasons = ", ".join(f"{r} ({n})" for r, n in list(stats["dropped"].items())[:3])
+            if source in (UNKNOWN_SOURCE, TEXT_ONLY_SOURCE):
+                fix = origin.fix_records(records_path)
+            else:
+                fix = origin.fix_images(image_root if source == default_source else image_root / source)
             raise TooManyDropped(
                 f"source {source!r} of {records_path.name} lost {share:.1%} of its records "
-                f"(more than data.max_drop_fraction = {max_drop_fraction:.0%}); top reasons: {reasons}. "
-                "Check that its download/extraction is complete, or raise data.max_drop_fraction.")
+                f"(more than data.max_drop_fraction = {max_drop_fraction:.0%}); top reasons: {reasons}; "
+                f"to fix it, {fix}, or raise data.max_drop_fraction.")
 
 
 @dataclass

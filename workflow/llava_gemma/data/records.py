@@ -15,7 +15,8 @@ import posixpath
 from llava_gemma.model.chat import END_OF_TURN, IMAGE_TOKEN, START_OF_TURN
 
 TEXT_ONLY_SOURCE = "text"
-# Records whose source cannot be read (not an object, or an image field that is not a path).
+# Records whose source cannot be read (not an object, an image field that is not a path, or a path
+# outside the image root): the caller judges their loss against the whole file, not as a source.
 UNKNOWN_SOURCE = "unknown"
 
 
@@ -24,11 +25,16 @@ def source_of(record: object, default: str) -> str:
     if not isinstance(record, dict):
         return UNKNOWN_SOURCE
     image = record.get("image")
-    if not image:
+    if image is None or image == "":
         return TEXT_ONLY_SOURCE
-    if not isinstance(image, str):
+    if not isinstance(image, str) or _outside_root(image):
         return UNKNOWN_SOURCE
     return image.split("/", 1)[0] if "/" in image else default
+
+
+def _outside_root(image: str) -> bool:
+    """An absolute path, or one that climbs out with ``..``: never read, whatever the root is."""
+    return posixpath.isabs(image) or ".." in image.split("/")
 
 
 def repair(record: object, *, image_first: bool) -> tuple[object, list[str]]:
@@ -54,15 +60,17 @@ def problem_of(record: object) -> str | None:
     if not isinstance(record, dict):
         return "not_a_record"
     image = record.get("image")
-    if image and not isinstance(image, str):
+    if image is not None and not isinstance(image, str):
         return "malformed_image_field"
-    if image and (posixpath.isabs(image) or ".." in image.split("/")):
+    if image and _outside_root(image):
         return "image_path_outside_root"
     turns = record.get("conversations")
-    if not isinstance(turns, list) or not turns:
+    if turns is not None and not isinstance(turns, list):
+        return "malformed_conversations"
+    if not turns:
         return "no_conversations"
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+        if not isinstance(turn, dict) or not all(isinstance(turn.get(k), str) for k in ("from", "value")):
             return "malformed_turn"
         if turn.get("from") != ("human" if i % 2 == 0 else "gpt"):
             return "roles_out_of_order"
@@ -70,6 +78,8 @@ def problem_of(record: object) -> str | None:
             return "empty_turn"
         if START_OF_TURN in turn["value"] or END_OF_TURN in turn["value"]:
             return "chat_marker_in_text"  # would forge a turn boundary
+        if not _is_unicode(turn["value"]):
+            return "text_not_unicode"  # a lone surrogate (\ud800 in the JSON): the tokenizer cannot take it
     if len(turns) % 2:
         return "unanswered_last_turn"
     n_images = sum(t["value"].count(IMAGE_TOKEN) for t in turns)
@@ -83,6 +93,14 @@ def problem_of(record: object) -> str | None:
     elif n_images:
         return "image_token_in_text_only_record"
     return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_key(record: dict) -> bytes:

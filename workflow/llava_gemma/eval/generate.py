@@ -29,11 +29,16 @@ def chat_prompt(processor, question: Question) -> str:
                                          tokenize=False)
 
 
+BLIND_SIDE = 336  # any square gives the same pixels: a uniform image stays uniform when resized and cropped
+
+
 def question_image(question: Question, image_processor, blind: bool) -> Image.Image:
     """The question's image, padded to a square; for the blind-image control, a blank square of
-    the tower's mean colour instead, so the model gets the same number of image tokens but no content."""
-    image = load_padded(question.image_path, image_processor)
-    return Image.new("RGB", image.size, mean_colour(image_processor)) if blind else image
+    the tower's mean colour instead, so the model gets the same number of image tokens but no content.
+    The blind control never opens the question's file: an undecodable image fails no blind question."""
+    if blind:
+        return Image.new("RGB", (BLIND_SIDE, BLIND_SIDE), mean_colour(image_processor))
+    return load_padded(question.image_path, image_processor)
 
 
 class PixelCache:
@@ -48,7 +53,7 @@ class PixelCache:
         self._bytes = 0
 
     def __call__(self, question: Question) -> torch.Tensor:
-        key = str(question.image_path)
+        key = "<blank>" if self.blind else str(question.image_path)  # every blind question shares one blank
         if key in self._pixels:
             self._pixels.move_to_end(key)
             return self._pixels[key]

@@ -32,6 +32,7 @@ from llava_gemma.eval.answers import (
     read_partial,
 )
 from llava_gemma.eval.benchmarks import get_benchmark
+from llava_gemma.eval.failures import warn_failures
 from llava_gemma.eval.gaudi import load_for_gaudi
 from llava_gemma.eval.generate import chat_prompt
 from llava_gemma.eval.ranks import RankGroup, rank_device
@@ -53,11 +54,12 @@ def eval_device() -> str:
     return "hpu" if hthpu.is_available() else "cpu"
 
 
-def load_cell(model_dir: Path, device: str | None = None) -> tuple[Any, Any]:
+def load_cell(model_dir: Path, device: str | None = None, dtype=None) -> tuple[Any, Any]:
+    """The cell on ``device``, in ``dtype`` (None: fp32 on CPU, bf16 as trained on accelerators)."""
     import torch
 
     device = rank_device(device or eval_device())
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16  # bf16 as trained on accelerators
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     if device == "hpu":  # optimum-habana's static-shape generation in HPU graphs (eval/gaudi.py)
         return load_for_gaudi(model_dir, dtype), AutoProcessor.from_pretrained(model_dir)
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, torch_dtype=dtype).to(device).eval()
@@ -128,8 +130,10 @@ def evaluate_benchmark(model_dir: Path, benchmark: str, data_root: Path, out_dir
     group = RankGroup(Shard.from_env())
     try:
         model, processor = load_cell(model_dir)
-        return run_benchmark(model, processor, benchmark, data_root, out_dir, model_dir=model_dir, group=group,
-                             **settings)
+        metrics = run_benchmark(model, processor, benchmark, data_root, out_dir, model_dir=model_dir, group=group,
+                                **settings)
+        warn_failures({benchmark: metrics}, {benchmark: out_dir})  # the evaluation's last words
+        return metrics
     finally:
         group.close()
 
@@ -162,6 +166,9 @@ def evaluate_cell(model_dir: Path, benchmarks: Mapping[str, Mapping[str, Any]], 
         results = {name: run(name, out_root, False) for name in benchmarks}
         for name in blind_benchmarks:
             results[f"blind/{name}"] = run(name, Path(blind_out_root), True)
+        out_dirs = {**{n: Path(out_root) / n for n in benchmarks},
+                    **{f"blind/{n}": Path(blind_out_root or ".") / n for n in blind_benchmarks}}
+        warn_failures(results, out_dirs)  # at the end, one line per benchmark: the log's last words
         return results
     finally:
         group.close()

@@ -8,9 +8,10 @@ image sources so that no source loses more than ``share`` of its records (the to
 ``data.max_drop_fraction`` must still pass). Worlds smaller than ``min_records`` stay clean: the unit
 tests' tiny worlds count their records exactly.
 
-Not spoiled here, and why: ``image_path_outside_root`` (its source is ``..``, which would lose all its
-records and fail the stage), ``masking_mismatch`` and ``no_supervised_tokens`` (no record provokes
-them with a working tokenizer; they guard against tokenizer changes).
+Not spoiled here, and why: ``masking_mismatch`` and ``no_supervised_tokens`` (no record provokes
+them with a working tokenizer; they guard against tokenizer changes). Records whose image path
+leaves the image root are spoiled: they name no source (``unknown``), so they are judged against
+the whole file and never fail the stage.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def _record_kinds(template: dict, text_template: dict) -> list[tuple[str, dict]]
             text_template["conversations"][1]]}),
         ("not_a_record", "not a record"),
         ("malformed_image_field", {"image": ["coco", "x.jpg"], "conversations": conv}),
+        ("image_path_outside_root", {"image": "../" + img, "conversations": conv}),
+        ("malformed_conversations", {"image": img, "conversations": f"<image>\n{q}"}),
+        ("text_not_unicode", {"image": img, "conversations": [
+            _turn("human", f"<image>\n{q} \ud800"), _turn("gpt", a)]}),
     ]
 
 
@@ -113,7 +118,7 @@ def add_spoiled_records(root: Path, *, share: float = 0.02, min_records: int = 1
         return budgets[source] >= 0
 
     for i, (reason, record) in enumerate(_record_kinds(image_records[0], text_record)):
-        if isinstance(record, dict) and isinstance(record.get("image"), str):
+        if isinstance(record, dict) and isinstance(record.get("image"), str) and reason != "image_path_outside_root":
             # Spread the image-bearing kinds over the sources: the next template whose source can afford one.
             start = (37 * i) % len(image_records)
             for template in image_records[start:] + image_records[:start]:
@@ -133,7 +138,8 @@ def add_spoiled_records(root: Path, *, share: float = 0.02, min_records: int = 1
             (images_root / name).parent.mkdir(parents=True, exist_ok=True)
             (images_root / name).write_bytes(_image_bytes(kind))
         added.append({"id": f"spoiled_{kind}", "image": name, "conversations": GOOD_TURNS})
-    mix_path.write_text(json.dumps(mix + added, ensure_ascii=False) + "\n")
+    # A lone surrogate cannot be UTF-8: it is written as the JSON escape "\ud800", as in a real file.
+    mix_path.write_bytes((json.dumps(mix + added, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
     return {"spoiled_instruct": len(added), "spoiled_pretrain": _spoil_pretrain(root / "llava_pretrain", share)}
 
 

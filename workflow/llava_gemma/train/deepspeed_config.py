@@ -6,8 +6,10 @@ global batch when the engine starts, so a wrong device count stops the run inste
 training with another batch. The remaining "auto" values are filled by the Trainer from its
 arguments (learning rate, clipping, ...).
 
-cuda and cpu use DeepSpeed's own AdamW, unless a stage gives the connector its own learning rate
-(then the Trainer's AdamW with param groups, as LLaVA's trainer does for ``mm_projector_lr``).
+cuda and cpu use torch's AdamW through DeepSpeed (``torch_adam``; fused on cuda), never DeepSpeed's
+fused_adam op, which is compiled on the node and needs nvcc there. A stage that gives the connector its
+own learning rate uses the Trainer's AdamW with param groups instead (as LLaVA's trainer does for
+``mm_projector_lr``; ``adamw_torch_fused`` on cuda, train/trainer_setup.py).
 hpu uses the Gaudi form of optimum-habana's docs: no optimizer section (GaudiTrainer hands
 DeepSpeed Habana's FusedAdamW, see train/gaudi.py), and overlap_comm, reduce_scatter and
 contiguous_gradients off, as in Habana's validated ZeRO configs.
@@ -33,12 +35,10 @@ def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: Batch
         "wall_clock_breakdown": False,
     }
     if backend != "hpu" and not client_optimizer:
-        config["optimizer"] = {
-            "type": "AdamW",
-            # torch's AdamW on CPU: DeepSpeed's fused op would be compiled first (about a minute).
-            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto",
-                       "torch_adam": backend == "cpu"},
-        }
+        params = {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto", "torch_adam": True}
+        if backend == "cuda":
+            params["fused"] = True  # reaches torch.optim.AdamW(fused=True): one CUDA kernel, nothing to compile
+        config["optimizer"] = {"type": "AdamW", "params": params}
     return config
 
 

@@ -19,6 +19,7 @@ overrides the choice (for example ``torchrun`` when Snakemake itself runs inside
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llava_gemma.errors import UserError
+from llava_gemma.train.gaudi import LAZY_MODE_ENV
 
 LAUNCHERS = ("auto", "single", "torchrun", "deepspeed", "srun")
 LAUNCHER_ENV = "LLAVA_GEMMA_LAUNCHER"
@@ -103,6 +105,16 @@ def choose_launcher(request: LaunchRequest, environ: Mapping[str, str]) -> str:
     return "deepspeed" if request.backend == "hpu" else "torchrun"
 
 
+def hpu_env(backend: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """``PT_HPU_LAZY_MODE=1`` for Gaudi runs (lazy mode: graphs compiled once and replayed, which
+    ``use_lazy_mode`` and HPU graphs need; Habana's PyTorch starts eager without it, as optimum-habana's
+    examples note). It must be set before habana_frameworks is imported, so the launcher sets it; a
+    value the user exported wins. ``auto`` counts as hpu where the Habana software is installed
+    (importing it to ask for a device would be too late to set the mode)."""
+    hpu = backend == "hpu" or (backend == "auto" and importlib.util.find_spec("habana_frameworks") is not None)
+    return {LAZY_MODE_ENV: "1"} if hpu and LAZY_MODE_ENV not in environ else {}
+
+
 def module_command(python: str, command: Sequence[str]) -> list[str]:
     return [python, "-m", "llava_gemma", *command]
 
@@ -112,14 +124,14 @@ def build_plan(request: LaunchRequest, environ: Mapping[str, str], *, python: st
     """The exact command that starts the request's ranks (pure: the tests compare it)."""
     kind = choose_launcher(request, environ)
     command = list(request.command)
+    env = hpu_env(request.backend, environ)
     if kind == "single":
         if request.tasks != 1:
             raise LaunchError(f"launcher single starts one process, but {request.tasks} tasks were requested.")
-        return LaunchPlan("single", tuple(command))
+        return LaunchPlan("single", tuple(command), env)
     if kind in ("torchrun", "deepspeed") and request.nodes != 1:
         raise LaunchError(f"launcher {kind} runs on one node here, but {request.nodes} nodes were requested; "
                           "use a SLURM profile (srun) for several nodes.")
-    env = {}
     if request.cpus_per_task and "OMP_NUM_THREADS" not in environ:
         env["OMP_NUM_THREADS"] = str(request.cpus_per_task)  # torchrun would force 1 thread per rank
     n = request.tasks_per_node
@@ -211,6 +223,7 @@ def launch(command: Sequence[str], *, tasks: int, nodes: int, backend: str, cpus
     plan = build_plan(request, os.environ, master_port=port)
     print(f"llava-gemma launch: {plan.kind}: {' '.join(plan.argv)}", file=sys.stderr, flush=True)
     if plan.kind == "single":
+        os.environ.update(plan.env)  # before the command imports anything of Habana's
         return run_in_process(list(plan.argv))
     execute(plan)
     raise AssertionError("unreachable: exec returned")

@@ -36,6 +36,7 @@ from llava_gemma.train.backends import (
 )
 from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints, prepare_resume, run_identity
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
+from llava_gemma.train.gaudi import enable_fused_sdpa, hpu_execution_mode, training_without_cache
 from llava_gemma.train.throughput import TokenCounter, throughput_metrics
 from llava_gemma.train.trainer_setup import make_trainer, training_arguments
 from llava_gemma.train.zero_image import attach_zero_image
@@ -48,9 +49,10 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
               save_steps: int, connector_from: Path | None = None, length_buckets: list[int] | None = None,
               gradient_checkpointing: bool | None = None, peak_tflops: float | None = None,
               connector: str = "mlp2x_gelu", stage2_trains: list[str] | None = None,
-              instruct_sources: list[str] | None = None) -> dict:
+              instruct_sources: list[str] | None = None, pad_to: int | None = None) -> dict:
     """One stage of one run; ``connector``, ``stage2_trains`` and ``instruct_sources`` are the cell's
-    recipe choices (recipe.py), each None or the default for LLaVA-1.5's."""
+    recipe choices (recipe.py), each None or the default for LLaVA-1.5's. ``pad_to`` pads every batch
+    to that many tokens on any backend (the smoke run: ``data.max_length``, the largest shape a run meets)."""
     backend = resolve_backend(backend)
     traits = TRAITS[backend]
     ensure_single_process_env()
@@ -71,12 +73,15 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     check_vocabulary(data_dir, processor.tokenizer, lm_path)  # the data's ids mean this LM's pieces
     counts = set_trainable(model, stage_name, *([stage2_trains] if stage2_trains else []))
     attach_zero_image(model, image_side(processor.image_processor))
+    # hpu: the Gaudi Gemma's fused attention (GaudiTrainer never passes it to a LLaVA, see train/gaudi.py).
+    hpu_run = {"hpu_execution_mode": hpu_execution_mode(), "hpu_fused_sdpa": enable_fused_sdpa(model)} \
+        if backend == "hpu" else {}
     n_image_tokens = image_token_count(processor)
     dataset = PreparedDataset(data_dir / "data.parquet", image_root,
                               sources=instruct_sources if stage_name == "stage2" else None)
     collator = LlavaCollator(processor.image_processor, processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                              n_image_tokens, processor.tokenizer.pad_token_id,
-                             length_buckets=length_buckets if traits.pads_to_buckets else None)
+                             length_buckets=[pad_to] if pad_to else length_buckets if traits.pads_to_buckets else None)
     trainer = make_trainer(backend, model=model, args=args, precision=precision, train_dataset=dataset,
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
                            connector_learning_rate=stage.connector_learning_rate)
@@ -90,7 +95,8 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     resume = prepare_resume(work_dir, identity, is_main=trainer.is_world_process_zero())
     counter = TokenCounter(model)
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with training_without_cache(model):  # see train/gaudi.py: the Gaudi Gemma fails at step 1 otherwise
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.time() - start
     counter.close()
     start_step = int(resume.name.split("-")[-1]) if resume else 0  # only the steps this process timed
@@ -112,7 +118,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
         "steps": result.global_step, "samples": len(dataset), "image_tokens": n_image_tokens,
         "tokens": int(dataset.lengths.sum()), "final_loss": _final_loss(trainer.state.log_history),
         "parameters": counts, "stage_config": asdict(stage), "seed": seed, **recipe, "resumed": resume is not None,
-        "resumed_from": str(resume) if resume else None, **throughput,
+        "resumed_from": str(resume) if resume else None, **throughput, **hpu_run,
     }
     if trainer.is_world_process_zero():
         (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -53,6 +53,8 @@ def common_arguments(stage: StageConfig, work_dir: Path, *, backend: str, precis
         dataloader_drop_last=traits.drop_last_batch,
         disable_tqdm=True,
         use_cpu=backend == "cpu",
+        # The Trainer's own AdamW (a connector rate of its own): torch's fused kernel on cuda, as DeepSpeed's is.
+        **({"optim": "adamw_torch_fused"} if backend == "cuda" else {}),
         # A connector rate of its own needs the Trainer's optimizer (param groups), not DeepSpeed's.
         deepspeed=deepspeed_config(stage.zero_stage_for(backend), precision, backend, plan,
                                    client_optimizer=stage.connector_learning_rate is not None),

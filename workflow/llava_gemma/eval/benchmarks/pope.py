@@ -22,7 +22,10 @@ Metric
     (if it has one), deleting commas, splitting on single spaces (not on newlines or tabs), and
     answering "no" if one of the words is exactly "No", "not" or "no", else "yes". So "No, there
     is not." is no, "Not sure" and "Nope" are yes (no exact word), "No\\nthere is none" is yes (its
-    first word is "No\\nthere"), and an empty or off-topic answer is yes, as in the official script.
+    first word is "No\\nthere"), and an off-topic answer is yes, as in the official script. One
+    departure: an empty answer (a failed question, whose image could not be decoded, has
+    prediction "") is ``UNANSWERED``, not yes: it counts as wrong in accuracy, as a missed positive
+    (false negative) when its label is yes, and never as a "yes" prediction.
     With "yes" as the positive class: accuracy, precision, recall, F1 and yes-ratio (share of
     "yes" predictions), fractions in [0, 1]. Where eval_pope.py would divide by zero (precision
     with no "yes" predicted, recall with no "yes" label) the value is 0.0 here.
@@ -64,10 +67,13 @@ from .base import (
 SPLITS = ("random", "popular", "adversarial")
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 _NEGATIVE_WORDS = ("No", "not", "no")
+UNANSWERED = "none"  # an empty prediction (a failed question): neither yes nor no
 
 
 def parse_yes_no(prediction: str) -> str:
-    """Map a free-form answer to "yes"/"no" with the rule of LLaVA's eval_pope.py."""
+    """Map a free-form answer to "yes"/"no" with the rule of LLaVA's eval_pope.py (``UNANSWERED`` if empty)."""
+    if not prediction.strip():
+        return UNANSWERED  # eval_pope.py would say "yes": a question never asked must not score as one
     text = prediction
     if "." in text:
         text = text.split(".")[0]  # only the first sentence
@@ -84,7 +90,7 @@ def binary_metrics(parsed: list[str], labels: list[str]) -> dict[str, float]:
     tp = sum(p == "yes" and g == "yes" for p, g in zip(parsed, labels, strict=True))
     fp = sum(p == "yes" and g == "no" for p, g in zip(parsed, labels, strict=True))
     tn = sum(p == "no" and g == "no" for p, g in zip(parsed, labels, strict=True))
-    fn = sum(p == "no" and g == "yes" for p, g in zip(parsed, labels, strict=True))
+    fn = sum(p != "yes" and g == "yes" for p, g in zip(parsed, labels, strict=True))  # unanswered: missed
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, tp + fn)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -191,7 +197,7 @@ class PopeBenchmark(Benchmark):
 
 
 def _f1(s: np.ndarray) -> np.ndarray:
-    """F1 from summed [tp, fp, tn, fn] columns: 2tp / (2tp + fp + fn), 0.0 when undefined."""
+    """F1 from summed [tp, fp, tn, fn, unanswered no] columns: 2tp / (2tp + fp + fn), 0.0 when undefined."""
     return ratio(2 * s[..., 0], 2 * s[..., 0] + s[..., 1] + s[..., 3])
 
 
@@ -202,18 +208,19 @@ def _accuracy(s: np.ndarray) -> np.ndarray:
 def _intervals(records: list[dict[str, Any]], splits: list[str]) -> dict[str, float]:
     """Bootstrap intervals of the split-mean and pooled accuracy and F1, resampling within splits.
 
-    Each question carries [tp, fp, tn, fn] in its split's block of four columns, so one resample's
-    sums give every split's confusion counts (their sum over blocks is the pooled one)."""
-    comps = np.zeros((len(records), 4 * len(splits)))
+    Each question carries [tp, fp, tn, fn, unanswered with label no] in its split's block of five
+    columns, so one resample's sums give every split's confusion counts (their sum over blocks is
+    the pooled one); an unanswered question with label yes is a false negative."""
+    comps = np.zeros((len(records), 5 * len(splits)))
     for row, r in enumerate(records):
         p, g = r["parsed"], r["label"]
-        j = 4 * splits.index(r["split"])
-        comps[row, j:j + 4] = (p == "yes" and g == "yes", p == "yes" and g == "no", p == "no" and g == "no",
-                               p == "no" and g == "yes")
+        j = 5 * splits.index(r["split"])
+        comps[row, j:j + 5] = (p == "yes" and g == "yes", p == "yes" and g == "no", p == "no" and g == "no",
+                               p != "yes" and g == "yes", p == UNANSWERED and g == "no")
     strata = [r["split"] for r in records]
 
-    def blocks(s: np.ndarray) -> np.ndarray:  # (resamples, splits, 4)
-        return s.reshape(len(s), len(splits), 4)
+    def blocks(s: np.ndarray) -> np.ndarray:  # (resamples, splits, 5)
+        return s.reshape(len(s), len(splits), 5)
 
     out: dict[str, float] = {}
     for name, metric in (("accuracy", _accuracy), ("f1", _f1)):

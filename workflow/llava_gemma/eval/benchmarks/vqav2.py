@@ -109,7 +109,12 @@ def normalize_answer(answer: str) -> str:
 
 
 def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """Official VQA accuracy: mean over the 10 leave-one-out subsets of min(#matches / 3, 1)."""
+    """Official VQA accuracy: mean over the 10 leave-one-out subsets of min(#matches / 3, 1).
+
+    An empty prediction (a failed question) scores 0: the normalisation turns an answer such as
+    "a" into "" too, and a question never asked must not match it."""
+    if not prediction.strip():
+        return 0.0
     pred = normalize_answer(prediction)
     gts = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
     if len(set(gts)) > 1:
