@@ -71,7 +71,7 @@ def test_tiny_llava_loss_and_gradients_equal_the_full_logits_path(items, checkpo
     old_loss = model(**inputs, **extra).loss
     old_loss.backward()
     old = grads(model)
-    # chunk_rows 4: 21 supervised positions make 6 chunks, the last padded with ignored rows.
+    # chunk_rows 4: 23 supervised positions make 6 chunks, the last padded with an ignored row.
     new_loss, outputs = supervised_loss(model, inputs, chunk_rows=4,
                                         num_items_in_batch=None if items is None else torch.tensor(items))
     new_loss.backward()
