@@ -32,10 +32,12 @@ def error_of(err: BaseException) -> dict:
 def training_step(spec: dict) -> dict:
     """One stage-2 forward and backward as the hpu path runs it: adapt_transformers_to_gaudi (what
     GaudiTrainingArguments' device setup calls), the Gemma repair, assembly, the fused-SDPA hook,
-    gradient checkpointing as the Trainer enables it, use_cache off while training."""
+    gradient checkpointing as the Trainer enables it, use_cache off while training, and the loss at
+    supervised positions (compared with the plain run's full-logits loss)."""
     from llava_gemma.model import gaudi_repairs
     from llava_gemma.model.assemble import assemble_llava, load_connector, set_trainable
     from llava_gemma.train.gaudi import enable_fused_sdpa, training_without_cache
+    from llava_gemma.train.supervised_loss import supervised_loss
     from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
 
     adapt_transformers_to_gaudi()
@@ -49,7 +51,7 @@ def training_step(spec: dict) -> dict:
     batch = {k: torch.tensor(v) for k, v in spec["batch"].items()}
     before = habana_stub.CALLS["fused_sdpa"]
     with training_without_cache(model):
-        loss = model(**batch).loss
+        loss, _ = supervised_loss(model, batch)  # the loss every backend's Trainer takes (train/supervised_loss.py)
         loss.backward()
     grads = {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}
     return {"loss": loss.item(), "grad_norms": grads, "fused_sdpa_keywords": fused,

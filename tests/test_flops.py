@@ -25,15 +25,18 @@ from llava_gemma.train.flops import (
     achieved_flops_per_second,
     mfu,
     peak_tflops,
+    prepared_counts,
     prepared_token_counts,
     training_flops,
 )
+from llava_gemma.train.supervised_loss import padded_rows, supervised_loss
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig, Dinov2Config, GemmaConfig, LlavaForConditionalGeneration
 
 from .conftest import ROOT
 
 IMAGE_ID = 127
+CHUNK = 4  # head rows per chunk in the counted runs
 TINY_TOWERS = {
     "clip": CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                              image_size=28, patch_size=7),
@@ -46,9 +49,10 @@ TINY_GEMMA = GemmaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, n
 
 
 def counted(model, inputs: dict) -> tuple[int, int]:
-    """(forward, backward) FLOPs of one training step as torch.utils.flop_counter counts them."""
+    """(forward, backward) FLOPs of one training step, through the training loss
+    (train/supervised_loss.py), as torch.utils.flop_counter counts them."""
     with FlopCounterMode(display=False) as counter:
-        loss = model(**inputs).loss
+        loss, _ = supervised_loss(model, inputs, chunk_rows=CHUNK)
         forward = counter.get_total_flops()
         loss.backward()
     return forward, counter.get_total_flops() - forward
@@ -64,14 +68,23 @@ def test_formula_matches_flop_counter_on_a_tiny_llava(tower, stage):
     ids = torch.cat([torch.randint(3, 100, (1, text_before)), torch.full((1, 16), IMAGE_ID),
                      torch.randint(3, 100, (1, text_after))], dim=1)
     labels = ids.masked_fill(ids == IMAGE_ID, -100)
+    labels[0, :text_before] = -100  # the prompt: 9 answer labels, each predicted by the position before it
     set_trainable(model, stage)
     forward, backward = counted(model, {"input_ids": ids, "pixel_values": torch.randn(1, 3, 28, 28),
                                         "labels": labels})
 
-    flops = training_flops(CellShapes.from_llava_config(model.config), stage, text_before + text_after)
+    shapes = CellShapes.from_llava_config(model.config)
+    supervised, rows = text_after, padded_rows(text_after, CHUNK)  # 9 labels, 12 rows: 3 chunks
+    flops = training_flops(shapes, stage, text_before + text_after, supervised=supervised)
+    # What runs besides the model FLOPs: the model's own head on the last position (forward), and
+    # the rows padded for static shapes, and in backward the recomputation of the chunks.
+    last_position, recomputed = shapes.language_model.head_forward(1), shapes.language_model.head_forward(rows)
     # Forward: only the rotary table (a 4 x T outer product) is not in the formula.
-    assert flops.vision_forward + flops.connector_forward + flops.lm_forward == pytest.approx(forward, rel=1e-3)
-    assert flops.connector_backward + flops.lm_backward == pytest.approx(backward, rel=1e-3)
+    counted_forward = flops.vision_forward + flops.connector_forward + flops.lm_forward + last_position
+    assert counted_forward + flops.head_forward * (rows / supervised - 1) == pytest.approx(forward, rel=1e-3)
+    assert flops.connector_backward + flops.lm_backward + recomputed \
+        + flops.head_backward * (rows / supervised - 1) == pytest.approx(backward, rel=1e-3)
+    assert flops.head_forward == shapes.language_model.head_forward(supervised)
 
 
 def test_stage1_backward_is_about_one_forward_and_stage2_about_two():
@@ -121,7 +134,14 @@ def test_accounting_metrics_for_train_metrics_json():
     assert metrics["flops_total"] == pytest.approx(10 * per_sample)
     assert metrics["achieved_tflops"] == pytest.approx(10 * per_sample / 2.0 / 1e12)
     assert metrics["mfu"] == pytest.approx(10 * per_sample / 2.0 / (2 * 432e12))
-    assert set(metrics["flops_per_sample_by_part"]) >= {"vision_forward", "lm_backward", "total"}
+    assert set(metrics["flops_per_sample_by_part"]) >= {"vision_forward", "lm_backward", "head_forward", "total"}
+    # The head as it runs: at the supervised positions only (here 30 of 40 and 60 text tokens, plus 256 image).
+    head_only = accounting_metrics(shapes, "stage1", text, images, samples_processed=10, wall_seconds=2.0,
+                                   devices=2, peak_tflops_per_device=432.0, supervised=np.array([30, 30]))
+    saved = metrics["flops_per_sample"] - head_only["flops_per_sample"]
+    lm = shapes.language_model
+    assert saved == pytest.approx(2 * lm.head_forward(np.mean(text + shapes.image_tokens) - 30))  # forward + input grad
+    assert head_only["head_positions_per_sample"] == 30 and metrics["head_positions_per_sample"] is None
     none = accounting_metrics(shapes, "stage1", text, images, samples_processed=10, wall_seconds=2.0, devices=2,
                               peak_tflops_per_device=None)
     assert none["mfu"] is None
@@ -147,8 +167,12 @@ def test_estimate_for_the_paper_config():
     # More parameters and more image tokens cost more.
     assert cells["7b_clip_pretrain"]["total_flops"] > 3 * cells["2b_clip_pretrain"]["total_flops"]
     assert cells["2b_clip_pretrain"]["total_flops"] > cells["2b_dinov2_pretrain"]["total_flops"]
-    # Stage 2 of the 2B CLIP cell: 624,610 image samples of 300 + 576 tokens, ~6 x 2.5e9 FLOPs per token.
-    assert cells["2b_clip_skip"]["stage2_flops"] == pytest.approx(6 * 2.5e9 * 876 * 624_610, rel=0.1)
+    # Stage 2 of the 2B CLIP cell: 624,610 image samples of 300 + 576 tokens, ~6 x 2.0e9 FLOPs per token
+    # in the layers, and the head (2,048 x 256,000) at the 120 supervised positions only.
+    per_sample = 6 * (2.0e9 * 876 + 2048 * 256_000 * 120)
+    assert cells["2b_clip_skip"]["stage2_flops"] == pytest.approx(per_sample * 624_610, rel=0.1)
+    parts = cells["2b_clip_skip"]["parts"]["stage2"]
+    assert parts["head_forward"] == pytest.approx(2 * 2048 * 256_000 * 120 * 665_298, rel=0.01)  # text-only too
     table = result["markdown"].splitlines()
     first = table[:table.index("")]
     assert table[0].startswith("| cell | stage 1 EFLOP") and len([r for r in first if r.startswith("| ")]) == 9
@@ -186,7 +210,10 @@ def test_estimate_cli_prints_markdown_and_json(capfd):
 
 def _prepared(path, rows: list[tuple[int, str | None]]):
     path.parent.mkdir(parents=True)
-    pq.write_table(pa.table({"input_ids": [list(range(n)) for n, _ in rows], "image": [i for _, i in rows]}), path)
+    # Labels: the last quarter of each row supervised (plus a supervised first label, which no position predicts).
+    labels = [[0] + [-100] * (n - 1 - n // 4) + list(range(n // 4)) for n, _ in rows]
+    pq.write_table(pa.table({"input_ids": [list(range(n)) for n, _ in rows], "labels": labels,
+                             "image": [i for _, i in rows]}), path)
     return path
 
 
@@ -195,11 +222,13 @@ def test_estimate_uses_prepared_token_counts(tmp_path):
     path = _prepared(tmp_path / "instruct" / "data.parquet", rows)
     text, images = prepared_token_counts(path)
     assert text.tolist() == [100, 51, 300] and images.tolist() == [1, 0, 1]
+    assert prepared_counts(path)[2].tolist() == [25, 12, 75]  # the shifted supervised labels
     result = run_estimate(ROOT / "config.yaml", prepared=[path])
     assert result["workload"]["stage2"] == {"samples": 3, "source": str(path)}
     shapes = CellShapes.from_llava_config(cell_config("google/gemma-2b-it", "openai/clip-vit-large-patch14-336"))
     cell = next(c for c in result["cells"] if c["cell"] == "2b_clip_skip")
-    assert cell["stage2_flops"] == pytest.approx(training_flops(shapes, "stage2", text, images).total)
+    expected = training_flops(shapes, "stage2", text, images, supervised=[25, 12, 75])
+    assert cell["stage2_flops"] == pytest.approx(expected.total)
 
 
 def test_estimate_errors_name_the_fix(tmp_path):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from llava_gemma.train.dataset import PreparedDataset
-from llava_gemma.train.sampler import ModalityLengthGroupedSampler, length_grouped_order
+from llava_gemma.train.sampler import ModalityLengthGroupedSampler, length_grouped_order, shuffled_order
 from llava_gemma.train.trainer_setup import make_trainer
 from transformers import Trainer, TrainingArguments
 
@@ -126,6 +126,59 @@ def test_trainer_draws_grouped_batches(tmp_path, fresh_accelerate_state):
     batches = list(grouped.get_train_dataloader())
     assert sum(len(b["length"]) for b in batches) == len(lengths)
     assert sum(not (b["image"].all() or not b["image"].any()) for b in batches) <= 1
+    assert batches[0]["length"].max() == lengths.max()  # the longest step first
     plain = make_trainer("cpu", model=_Echo(), args=args, precision="fp32", train_dataset=dataset,
                          data_collator=collate)
-    assert not isinstance(plain._get_train_sampler(), ModalityLengthGroupedSampler)
+    assert not plain._get_train_sampler().grouped  # a uniform shuffle, the longest step first
+    batches = list(plain.get_train_dataloader())
+    assert batches[0]["length"].max() == lengths.max() and sum(len(b["length"]) for b in batches) == len(lengths)
+    assert sum(0 < b["image"].sum() < len(b["image"]) for b in batches) > 1  # modalities mixed: no grouping
+
+
+def _steps_padded(order: np.ndarray, lengths: np.ndarray, batch: int, step_batches: int) -> list[tuple[int, int]]:
+    """(widest micro-batch, padded tokens) of every full step."""
+    step = batch * step_batches
+    found = []
+    for i in range(0, len(order) - len(order) % step, step):
+        widths = lengths[order[i:i + step]].reshape(step_batches, batch).max(axis=1)
+        found.append((int(widths.max()), int(widths.sum()) * batch))
+    return found
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+@pytest.mark.parametrize("n,seed", [(203, 1), (5000, 3)])
+def test_the_step_with_the_most_padded_tokens_comes_first(grouped, n, seed):
+    """8 ranks x micro-batch 4 x accumulation 2, as accelerate deals the micro-batches out."""
+    lengths, has_image = _mix(n, seed)
+    if grouped:
+        order = length_grouped_order(lengths, has_image, batch_size=4, seed=seed, step_batches=16)
+    else:
+        order = shuffled_order(lengths, batch_size=4, seed=seed, step_batches=16)
+    assert sorted(order.tolist()) == list(range(n))
+    steps = _steps_padded(order, lengths, 4, 16)
+    if grouped:  # the remainder of each modality (less than a step) goes last: not a step
+        steps = steps[:sum(int(k.sum()) // 64 for k in (has_image, ~has_image))]
+    assert steps[0] == max(steps)
+    first = order[:64]
+    longest = int(np.argmax(lengths))
+    full_of_its_kind = (has_image == has_image[longest]).sum() >= 64 if grouped else True
+    assert (longest in first) == full_of_its_kind  # pulled out of the remainder when a step can take it
+    if grouped:  # one modality, and the first micro-batch is the widest
+        assert len(set(has_image[first])) == 1
+        assert lengths[first[:4]].max() == lengths[first].max()
+    # Still a shuffle: the rest of the steps are not sorted by size.
+    rest = [w for w, _ in steps[1:]]
+    if len(rest) >= 8:
+        assert sum(a < b for a, b in itertools.pairwise(rest)) > len(rest) // 4
+
+
+def test_longest_first_orders_are_deterministic_and_reseeded():
+    lengths, has_image = _mix()
+    for grouped in (True, False):
+        sampler = ModalityLengthGroupedSampler(lengths, has_image, batch_size=8, seed=3, grouped=grouped)
+        first = list(sampler)
+        assert first == list(ModalityLengthGroupedSampler(lengths, has_image, 8, 3, grouped=grouped))
+        sampler.set_epoch(1)
+        again = list(sampler)
+        assert again != first and sorted(again) == sorted(first)
+        assert lengths[again[:8]].max() == lengths[first[:8]].max() == lengths.max()

@@ -268,7 +268,8 @@ def cmd_estimate(a) -> dict | None:
     from llava_gemma.analysis.estimate import run_estimate
 
     estimate = run_estimate(a.config, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
-                            prepared=[Path(x) for x in a.prepared], backend=a.backend)
+                            prepared=[Path(x) for x in a.prepared], backend=a.backend,
+                            device_memory_gb=a.device_memory_gb)
     if a.json:
         return estimate
     print(estimate["markdown"])
@@ -286,7 +287,8 @@ def cmd_plan(a) -> None:
 
     print(run_plan(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
                    prepared=[Path(x) for x in a.prepared], seed_sd=a.seed_sd, questions=a.questions,
-                   pilot=Path(a.pilot) if a.pilot else None, target=a.target_effect))
+                   pilot=Path(a.pilot) if a.pilot else None, target=a.target_effect, backend=a.backend,
+                   device_memory_gb=a.device_memory_gb))
     return None  # the Markdown table is the output
 
 
@@ -466,7 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="data/prepared/{pretrain,instruct}/data.parquet: real token counts replace the "
                                "documented estimates")
     estimate.add_argument("--backend", default="hpu", choices=("cpu", "cuda", "hpu"),
-                          help="whose ZeRO stages the memory table uses (default hpu, as the study ran)")
+                          help="whose ZeRO stages, gradient checkpointing and device the memory table uses "
+                               "(default hpu, as the study ran)")
+    estimate.add_argument("--device-memory-gb", type=float, default=None,
+                          help="memory per device, GB (default: train.device_memory_gb, else H100 80, Gaudi 2 96)")
     estimate.add_argument("--json", action="store_true", help="print every number as JSON instead of the table")
     plan = command("plan", cmd_plan)
     plan.add_argument("--configfile", nargs="+", default=["config.yaml"],
@@ -483,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--pilot", default=None, help="a pilot study's effects.csv: its standard errors give the power")
     plan.add_argument("--target-effect", type=float, default=None,
                       help="an effect (0-1 scale) to find with 80%% power: prints the replicates it needs")
+    plan.add_argument("--backend", default=None, choices=("cpu", "cuda", "hpu"),
+                      help="whose memory to predict (default: train.backend; auto counts as hpu)")
+    plan.add_argument("--device-memory-gb", type=float, default=None,
+                      help="memory per device, GB (default: train.device_memory_gb, else H100 80, Gaudi 2 96)")
     return p
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from llava_gemma.analysis.memory import MemoryEstimate, cell_memory, memory_table
+from llava_gemma.analysis.step_memory import DEVICE_MEMORY_GB, step_memory
 from llava_gemma.config import ConfigError, StageConfig, StudyConfig, validate_config
 from llava_gemma.errors import UserError
 from llava_gemma.model.architectures.cells import cell_config, meta_cell
@@ -44,7 +45,11 @@ class WorkloadDefaults:
     LLaVA-1.5 paper, Table 7). Mean text tokens (Gemma chat markup included, image tokens not) are
     estimates: a caption pair is a short instruction plus a one-sentence caption, about 40 tokens;
     the instruction mix's multi-turn conversations (VQA grouped per image, long ShareGPT dialogues)
-    average a few hundred, taken as 300. Pass --prepared for the real counts.
+    average a few hundred, taken as 300. Supervised labels (where the LM head runs, train/supervised_loss.py):
+    a caption pair supervises its caption and EOS, all but ``<bos><image>\n``, so 37 of its 40;
+    the instruction mix supervises the model's answers, taken as 40% of its text, 120 (an estimate:
+    short VQA answers under long questions, long answers in the detailed descriptions and dialogues).
+    Pass --prepared for the real counts.
     """
 
     stage1_samples: int = 595_375
@@ -52,38 +57,52 @@ class WorkloadDefaults:
     stage2_text_only: int = 40_688
     caption_tokens: float = 40.0
     instruction_tokens: float = 300.0
+    caption_supervised: float = 37.0
+    instruction_supervised: float = 120.0
 
 
 @dataclass
 class StageWorkload:
-    """Samples of one stage as (text tokens, images, samples per entry) arrays."""
+    """Samples of one stage as (text tokens, images, samples per entry, supervised labels) arrays."""
 
     text_tokens: np.ndarray
     images: np.ndarray
     weights: np.ndarray
     source: str
+    supervised: np.ndarray | None = None  # None: the head at every position
 
     @property
     def samples(self) -> int:
         return round(float(self.weights.sum()))
 
+    def supervised_fraction(self, image_tokens: int) -> float:
+        """Share of the LM's positions whose label is supervised (1 when unknown: the head everywhere)."""
+        if self.supervised is None:
+            return 1.0
+        positions = float(np.sum(self.weights * (self.text_tokens + self.images * image_tokens)))
+        return float(np.sum(self.weights * self.supervised)) / positions if positions else 1.0
+
     @classmethod
     def from_prepared(cls, path: Path) -> StageWorkload:
-        from llava_gemma.train.flops import prepared_token_counts
+        from llava_gemma.train.flops import prepared_counts
 
-        text, images = prepared_token_counts(path)
-        return cls(text, images, np.ones_like(text), source=str(path))
+        text, images, supervised = prepared_counts(path)
+        return cls(text, images, np.ones_like(text), source=str(path), supervised=supervised)
 
 
 def default_workloads(d: WorkloadDefaults) -> dict[str, StageWorkload]:
     with_image = d.stage2_samples - d.stage2_text_only
     return {
         "stage1": StageWorkload(np.array([d.caption_tokens]), np.array([1]), np.array([d.stage1_samples]),
-                                source=f"estimate: {d.stage1_samples} samples x {d.caption_tokens:g} text tokens"),
+                                source=f"estimate: {d.stage1_samples} samples x {d.caption_tokens:g} text tokens "
+                                       f"({d.caption_supervised:g} supervised)",
+                                supervised=np.array([d.caption_supervised])),
         "stage2": StageWorkload(np.array([d.instruction_tokens] * 2), np.array([1, 0]),
                                 np.array([with_image, d.stage2_text_only]),
                                 source=f"estimate: {d.stage2_samples} samples ({d.stage2_text_only} text-only) x "
-                                       f"{d.instruction_tokens:g} text tokens"),
+                                       f"{d.instruction_tokens:g} text tokens "
+                                       f"({d.instruction_supervised:g} supervised)",
+                                supervised=np.array([d.instruction_supervised] * 2)),
     }
 
 
@@ -149,8 +168,8 @@ def estimate_cells(study: StudyConfig, hardware: Hardware, loads: dict[str, Stag
         lm, tower = _hub(study, cell.language_model), _hub(study, cell.vision_tower)
         shapes = CellShapes.from_llava_config(cell_config(lm, tower))
         stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
-        parts = {s: training_flops(shapes, s, loads[s].text_tokens, loads[s].images, loads[s].weights).as_dict()
-                 for s in stages}
+        parts = {s: training_flops(shapes, s, loads[s].text_tokens, loads[s].images, loads[s].weights,
+                                   supervised=loads[s].supervised).as_dict() for s in stages}
         stage1 = parts.get("stage1", {}).get("total", 0.0)
         estimate = CellEstimate(cell.name, lm, tower, stage1, parts["stage2"]["total"], 0.0, parts=parts)
         estimate.predicted_hours = hardware.hours(estimate.total_flops)
@@ -178,27 +197,63 @@ def markdown_table(estimates: list[CellEstimate], hardware: Hardware) -> str:
     return "\n".join(lines)
 
 
-def estimate_memory(study: StudyConfig, ranks: int, backend: str) -> list[MemoryEstimate]:
-    """Per-rank memory of every cell's stages (analysis/memory.py), with the config's ZeRO stages."""
+def device_capacity_gb(study: StudyConfig, backend: str, override: float | None = None) -> float | None:
+    """Per-rank device memory: the flag, else ``train.device_memory_gb``, else the backend's device."""
+    if override is not None:
+        return float(override)
+    configured = study.raw["train"].get("device_memory_gb")
+    return float(configured) if configured is not None else DEVICE_MEMORY_GB.get(backend)
+
+
+def gradient_checkpointing(study: StudyConfig, backend: str) -> bool:
+    from llava_gemma.train.backends import TRAITS
+
+    configured = study.raw["train"].get("gradient_checkpointing")
+    return TRAITS[backend].gradient_checkpointing if configured is None else bool(configured)
+
+
+def stage_step_memory(study: StudyConfig, stage: str, text_config, image_tokens: int, ranks: int, backend: str,
+                      load: StageWorkload, settings: dict | None = None):
+    """Activations and head/loss of the stage's micro-batch at data.max_length (analysis/step_memory.py);
+    ``settings``: a cell's own train.<stage> (default: the config's)."""
+    from llava_gemma.train.batch_plan import plan_batch
+
+    settings = StageConfig(**(settings or study.raw["train"][stage]))
+    micro = plan_batch(settings.global_batch_size, ranks, settings.per_device_batch_size, stage=stage).micro_batch_size
+    return step_memory(text_config, micro_batch=micro, row_tokens=study.raw["data"]["max_length"],
+                       supervised_fraction=load.supervised_fraction(image_tokens),
+                       checkpointing=gradient_checkpointing(study, backend),
+                       element=2 if study.raw["train"]["precision"] == "bf16" else 4)
+
+
+def estimate_memory(study: StudyConfig, ranks: int, backend: str, loads: dict[str, StageWorkload] | None = None,
+                    capacity_gb: float | None = None) -> list[MemoryEstimate]:
+    """Per-rank memory of every cell's stages (analysis/memory.py), with the config's ZeRO stages, and
+    one micro-batch's activations and head/loss at data.max_length against the device's capacity."""
     precision = study.raw["train"]["precision"]
+    loads = loads or default_workloads(WorkloadDefaults())
+    capacity = device_capacity_gb(study, backend, capacity_gb)
     found, metas = [], {}
     for cell in study.cells:
         key = (_hub(study, cell.language_model), _hub(study, cell.vision_tower))
         meta = metas[key] = metas.get(key) or meta_cell(*key)  # pretrain and skip cells share one
         stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
         zero = {s: StageConfig(**study.raw["train"][s]).zero_stage_for(backend) for s in stages}
-        found += cell_memory(cell.name, meta, zero, ranks, precision)
+        found += [m.with_step(stage_step_memory(study, m.stage, meta.model.config.text_config, meta.image_tokens,
+                                                ranks, backend, loads[m.stage]), capacity)
+                  for m in cell_memory(cell.name, meta, zero, ranks, precision)]
     return found
 
 
 def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops: float | None = None,
                  mfu: float = 0.4, prepared: list[Path] = (), defaults: WorkloadDefaults = WorkloadDefaults(),
-                 backend: str = "hpu") -> dict:
+                 backend: str = "hpu", device_memory_gb: float | None = None) -> dict:
     """The estimate as a dict (cells, memory, assumptions) plus its Markdown tables under ``markdown``.
 
     ``devices`` defaults to the config's ``train.devices``; ``peak_tflops`` to its
     ``train.peak_tflops``, else Gaudi 2's peak; ``backend`` picks the ZeRO stages of the memory
-    table (the study ran on Gaudi: hpu)."""
+    table (the study ran on Gaudi: hpu) and its device (``device_memory_gb`` overrides
+    ``train.device_memory_gb`` and the device's own: H100 80 GB, Gaudi 2 96 GB)."""
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
     study = load_study(config)
@@ -207,12 +262,13 @@ def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops:
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
     loads = workloads(defaults, prepared)
     estimates = estimate_cells(study, hardware, loads)
-    memory = estimate_memory(study, hardware.devices, backend)
+    memory = estimate_memory(study, hardware.devices, backend, loads, device_memory_gb)
     return {
         "hardware": asdict(hardware),
         "workload": {stage: {"samples": w.samples, "source": w.source} for stage, w in loads.items()},
         "cells": [{**asdict(e), "total_flops": e.total_flops} for e in estimates],
         "memory": [m.as_dict() for m in memory],
+        "warnings": [m.warning for m in memory if m.warning],
         "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads) + "\n\n"
                     + memory_table(memory, backend),
     }

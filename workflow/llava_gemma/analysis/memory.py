@@ -16,13 +16,16 @@ scatter it: those pages are memory-mapped page cache (counted in its resident si
 shared and reclaimable), not counted here. tools/bench_load_memory.py measured, for a 1.02B LM on
 2 ranks: fp32 4.97 GB per rank, bf16 2.28, ZeRO-3 1.82 on rank 1 and 2.53 on rank 0.
 
-Not counted on the device: activations (they depend on micro-batch,
-sequence length and gradient checkpointing), communication buffers and the allocator's slack.
+On the device, one micro-batch's activations and LM head with its loss come on top
+(analysis/step_memory.py), at the stage's micro-batch and rows of ``data.max_length`` tokens: the
+longest step, which the sampler runs first. Not counted: communication buffers and the allocator's slack.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from llava_gemma.analysis.step_memory import StepMemory, device_warning
 
 GB = 1e9
 
@@ -40,13 +43,33 @@ class MemoryEstimate:
     device_weights_gb: float
     device_gradients_gb: float
     device_optimizer_gb: float
+    step: StepMemory | None = None  # activations and head/loss of one micro-batch at data.max_length
+    device_capacity_gb: float | None = None
 
     @property
     def device_model_states_gb(self) -> float:
         return self.device_weights_gb + self.device_gradients_gb + self.device_optimizer_gb
 
+    @property
+    def device_total_gb(self) -> float:
+        return self.device_model_states_gb + (self.step.total_gb if self.step else 0.0)
+
+    @property
+    def warning(self) -> str | None:
+        if self.step is None:
+            return None
+        return device_warning(self.cell, self.stage, self.device_total_gb, self.device_capacity_gb,
+                              self.step.micro_batch, self.step.row_tokens, self.step.checkpointing)
+
+    def with_step(self, step: StepMemory, capacity_gb: float | None) -> MemoryEstimate:
+        return replace(self, step=step, device_capacity_gb=capacity_gb)
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "device_model_states_gb": self.device_model_states_gb}
+        found = {**asdict(self), "device_model_states_gb": self.device_model_states_gb,
+                 "device_total_gb": self.device_total_gb, "warning": self.warning}
+        if self.step:
+            found["step"] = {**asdict(self.step), "total_gb": self.step.total_gb}
+        return found
 
 
 def memory_estimate(cell: str, stage: str, *, parameters: int, trainable: int, largest_tensor: int, zero_stage: int,
@@ -71,14 +94,26 @@ def cell_memory(cell: str, meta, stages: dict[str, int], ranks: int, precision: 
 
 
 def memory_table(estimates: list[MemoryEstimate], backend: str) -> str:
-    lines = [f"Memory per rank ({backend}; GB = 1e9 bytes; device: weights + gradients + optimizer, no activations)",
+    capacity = next((e.device_capacity_gb for e in estimates if e.device_capacity_gb), None)
+    device = f"of {capacity:g} GB" if capacity else "(no capacity known)"
+    lines = [f"Memory per rank ({backend}; GB = 1e9 bytes; device {device}: weights + gradients + optimizer, and one "
+             "micro-batch at data.max_length: activations, LM head + loss at supervised positions)",
              "",
              "| cell | stage | ZeRO | ranks | parameters (B) | trained (B) | host, fp32 load | host, as loaded now* | "
-             "device model states |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "device model states | micro-batch x tokens | activations | head + loss (full logits) | device total |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for e in estimates:
+        step = e.step
+        shape = f"{step.micro_batch} x {step.row_tokens}{' (ckpt)' if step.checkpointing else ''}" if step else "-"
+        acts = f"{step.activations_gb:.1f}" if step else "-"
+        head = f"{step.head_loss_gb:.1f} ({step.head_loss_full_logits_gb:.1f})" if step else "-"
         lines.append(f"| {e.cell} | {e.stage} | {e.zero_stage} | {e.ranks} | {e.parameters / 1e9:.2f} | "
                      f"{e.trainable / 1e9:.2f} | {e.host_load_fp32_gb:.1f} | {e.host_load_gb:.1f} | "
-                     f"{e.device_model_states_gb:.1f} |")
+                     f"{e.device_model_states_gb:.1f} | {shape} | {acts} | {head} | {e.device_total_gb:.1f} |")
     lines += ["", "*under ZeRO-3, rank 0 also maps every checkpoint file while it scatters the weights (page cache)"]
+    lines += [f"Warning: {w}" for w in memory_warnings(estimates)]
     return "\n".join(lines)
+
+
+def memory_warnings(estimates: list[MemoryEstimate]) -> list[str]:
+    return [e.warning for e in estimates if e.warning]

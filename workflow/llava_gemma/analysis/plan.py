@@ -29,8 +29,10 @@ from llava_gemma.errors import UserError
 from llava_gemma.train.flops import CellShapes, training_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # `local:` sources are relative to it
-# Mean text tokens of a toy sample (a caption pair; a short instruction conversation): estimates.
+# Mean text tokens of a toy sample (a caption pair; a short instruction conversation) and of its
+# supervised labels (the caption; the answers): estimates.
 TOY_TOKENS = {"stage1": 30.0, "stage2": 60.0}
+TOY_SUPERVISED = {"stage1": 27.0, "stage2": 20.0}
 
 
 def _text_config(source: dict):
@@ -73,13 +75,18 @@ def _vision_config(source: dict):
 @functools.lru_cache(maxsize=64)
 def _shapes(lm_source: str, tower_source: str) -> CellShapes:
     """Shapes of a cell from its two sources (YAML text, so the cache can key on them)."""
+    return CellShapes.from_llava_config(_llava_config(lm_source, tower_source))
+
+
+@functools.lru_cache(maxsize=64)
+def _llava_config(lm_source: str, tower_source: str):
     from llava_gemma.model.assemble import image_tokens_for, llava_config
 
     lm, tower = yaml.safe_load(lm_source), yaml.safe_load(tower_source)
     if "hub" in lm and "hub" in tower:  # exactly what assemble_llava writes for these checkpoints
         from llava_gemma.model.architectures.cells import cell_config
 
-        return CellShapes.from_llava_config(cell_config(lm["hub"], tower["hub"]))
+        return cell_config(lm["hub"], tower["hub"])
     text, vision = _text_config(lm), _vision_config(tower)
     if "hub" in tower:  # the shipped image processor's crop (DINOv2-giant: 224 px, not its 518)
         from llava_gemma.model.architectures import architecture
@@ -87,7 +94,7 @@ def _shapes(lm_source: str, tower_source: str) -> CellShapes:
         tokens = image_tokens_for(architecture(tower["hub"], "vision_tower").build_image_processor(), vision.patch_size)
     else:
         tokens = (vision.image_size // vision.patch_size) ** 2
-    return CellShapes.from_llava_config(llava_config(text, vision, image_token_index=0, image_seq_length=tokens))
+    return llava_config(text, vision, image_token_index=0, image_seq_length=tokens)
 
 
 def stage_flops(study: StudyConfig, cell: Cell, stage: str, load: StageWorkload) -> float:
@@ -98,7 +105,7 @@ def stage_flops(study: StudyConfig, cell: Cell, stage: str, load: StageWorkload)
     trains = recipe["stage2_trains"] if stage == "stage2" else ["connector"]
     # Without the LM training, its backward is stage 1's (activation gradients only).
     flops = training_flops(shapes, stage if "language_model" in trains else "stage1",
-                           load.text_tokens, load.images, load.weights)
+                           load.text_tokens, load.images, load.weights, supervised=load.supervised)
     total = flops.total + (2.0 * flops.vision_forward if "vision_tower" in trains else 0.0)
     settings = recipe["train"][stage]
     passes = float(settings["epochs"])
@@ -112,7 +119,9 @@ def study_workloads(study: StudyConfig, prepared: list[Path] = ()) -> dict[str, 
         world = study.raw["toy_world"]
         return {stage: StageWorkload(np.array([TOY_TOKENS[stage]]), np.array([1]),
                                      np.array([world.get(key, 2000)]),
-                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens")
+                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens "
+                                            f"({TOY_SUPERVISED[stage]:g} supervised)",
+                                     supervised=np.array([TOY_SUPERVISED[stage]]))
                 for stage, key in (("stage1", "n_pretrain"), ("stage2", "n_instruct"))}
     return workloads(WorkloadDefaults(), prepared)
 
@@ -150,9 +159,35 @@ def _merge(into: dict, new: dict) -> None:
             into[key] = value
 
 
+def plan_memory(study: StudyConfig, ranks: int, backend: str, loads: dict[str, StageWorkload],
+                capacity_gb: float | None = None) -> list:
+    """Per-rank memory of every cell's stages (as ``llava-gemma estimate``), for any kind of backbone."""
+    from llava_gemma.analysis.estimate import device_capacity_gb, stage_step_memory
+    from llava_gemma.analysis.memory import cell_memory
+    from llava_gemma.config import StageConfig
+    from llava_gemma.model.architectures.cells import MetaCell
+    from llava_gemma.model.assemble import llava_shell
+
+    capacity = device_capacity_gb(study, backend, capacity_gb)
+    found = []
+    for cell in study.cells:
+        sources = (yaml.safe_dump(study.model_source(cell.language_model)),
+                   yaml.safe_dump(study.model_source(cell.vision_tower)))
+        config = _llava_config(*sources)
+        meta = MetaCell(cell.language_model, cell.vision_tower, llava_shell(config))
+        stages = ("stage1", "stage2") if cell.pretrains_connector else ("stage2",)
+        settings = study.recipe(cell)["train"]
+        zero = {s: StageConfig(**settings[s]).zero_stage_for(backend) for s in stages}
+        found += [m.with_step(stage_step_memory(study, m.stage, config.text_config, config.image_seq_length, ranks,
+                                                backend, loads[m.stage], settings[m.stage]), capacity)
+                  for m in cell_memory(cell.name, meta, zero, ranks, study.raw["train"]["precision"])]
+    return found
+
+
 def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_tflops: float | None = None,
              mfu: float = 0.4, prepared: list[Path] = (), seed_sd: float | None = None, questions: int = 1000,
-             pilot: Path | None = None, target: float | None = None) -> str:
+             pilot: Path | None = None, target: float | None = None, backend: str | None = None,
+             device_memory_gb: float | None = None) -> str:
     if not 0 < mfu <= 1:
         raise UserError(f"--mfu {mfu} must be in (0, 1]; a typical large-model training reaches 0.3-0.5.")
     study = load_configs(configfiles)
@@ -160,7 +195,13 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
     loads = study_workloads(study, prepared)
     rows = plan_rows(study, hardware, loads)
-    return plan_markdown(study, rows, hardware, loads) + _power(study, seed_sd, questions, pilot, target)
+    from llava_gemma.analysis.memory import memory_table
+
+    configured = study.raw["train"]["backend"]
+    backend = backend or ("hpu" if configured == "auto" else configured)
+    memory = plan_memory(study, hardware.devices, backend, loads, device_memory_gb)
+    return (plan_markdown(study, rows, hardware, loads) + "\n" + memory_table(memory, backend) + "\n"
+            + _power(study, seed_sd, questions, pilot, target))
 
 
 def _power(study: StudyConfig, seed_sd: float | None, questions: int, pilot: Path | None,

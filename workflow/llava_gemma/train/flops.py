@@ -7,14 +7,16 @@ attention products); norms, activations, softmax and the loss are elementwise an
 layer (``2 d f`` for a GELU MLP of width ``f``, ``3 d f`` for a gated one, Gemma's GeGLU and
 DINOv2-giant's SwiGLU), a forward pass over a sequence of ``T`` tokens costs::
 
-    linear    = 2 T L (2 d q + 2 d kv + W)  [+ 2 T V d for an LM head over a vocabulary of V rows]
+    linear    = 2 T L (2 d q + 2 d kv + W)  [+ 2 S V d for an LM head of V rows over S positions]
     attention = 4 L T^2 q                    (Q K^T and A V, each 2 T^2 q, over the full T x T square:
                                               PaLM's MFU convention and what eager attention computes;
                                               a causal flash kernel skips about half of it)
 
 The vision tower sees ``T = patches + 1`` (CLS) and all its layers run (HF computes every layer
 and LLaVA reads the second-to-last), plus the patch embedding ``2 patches (channels p^2) d``.
-The LM sees ``T = text tokens + image tokens``. The backward pass of a linear layer costs 1x its
+The LM sees ``T = text tokens + image tokens``; its head runs only on the ``S`` positions whose
+shifted label is supervised (train/supervised_loss.py; ``S = T`` for HF's full-logits loss when
+no supervised count is given). The backward pass of a linear layer costs 1x its
 forward for the gradient of its input and 1x for the gradient of its weight; attention has no
 weights, so its backward is 2x its forward whenever gradients pass through it. Hence, per stage:
 
@@ -25,6 +27,9 @@ weights, so its backward is 2x its forward whenever gradients pass through it. H
   both weight gradients and the input gradient of its second linear only (the frozen tower's
   output needs none): ``2 n (dv d + 2 d^2)``.
 * vision tower: forward only (always frozen, its input needs no gradient).
+* LM head: its backward follows the LM's (1x in stage 1, frozen; 2x in stage 2). Not counted, as
+  padding is not: the chunk recomputation in backward (as gradient checkpointing's is not), the
+  rows padded for static shapes, and the model's own head on each sample's last position.
 
 Padding tokens are not counted: these are the useful FLOPs that model FLOPs utilisation (MFU)
 divides by the device peak.
@@ -72,8 +77,15 @@ class TransformerShape:
     def layer_weights(self) -> int:
         return 2 * self.hidden * self.query_width + 2 * self.hidden * self.kv_width + self.mlp_weights
 
+    def body_forward(self, tokens):
+        """The layers' matrix products (no head)."""
+        return 2.0 * tokens * self.layers * self.layer_weights
+
+    def head_forward(self, rows):
+        return 2.0 * rows * self.head_rows * self.hidden
+
     def linear_forward(self, tokens):
-        return 2.0 * tokens * (self.layers * self.layer_weights + self.head_rows * self.hidden)
+        return self.body_forward(tokens) + self.head_forward(tokens)
 
     def attention_forward(self, tokens):
         return 4.0 * self.layers * np.square(tokens, dtype=np.float64) * self.query_width
@@ -143,8 +155,10 @@ class TrainingFlops:
     vision_forward: float
     connector_forward: float
     connector_backward: float
-    lm_forward: float
+    lm_forward: float  # the head included
     lm_backward: float
+    head_forward: float = 0.0  # the LM head's part of the two above
+    head_backward: float = 0.0
 
     @property
     def total(self) -> float:
@@ -155,10 +169,12 @@ class TrainingFlops:
         return {**asdict(self), "total": self.total}
 
 
-def training_flops(shapes: CellShapes, stage: str, text_tokens, images=1, samples=1) -> TrainingFlops:
+def training_flops(shapes: CellShapes, stage: str, text_tokens, images=1, samples=1,
+                   supervised=None) -> TrainingFlops:
     """FLOPs of training once on samples with ``text_tokens`` tokens besides the image tokens (the
-    ``<image>`` placeholder not counted) and ``images`` images (0 or 1) each; scalars or arrays, each
-    entry standing for ``samples`` samples (a mean length times a dataset size, say)."""
+    ``<image>`` placeholder not counted), ``images`` images (0 or 1) and ``supervised`` supervised
+    (shifted) labels each, where the LM head runs (None: every position, HF's full logits);
+    scalars or arrays, each entry standing for ``samples`` samples (a mean length times a dataset size, say)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}.")
     text = np.asarray(text_tokens, dtype=np.float64)
@@ -172,7 +188,9 @@ def training_flops(shapes: CellShapes, stage: str, text_tokens, images=1, sample
     per_image = (tower.linear_forward(tower_sequence) + tower.attention_forward(tower_sequence)
                  + 2.0 * shapes.image_tokens * shapes.patch_weights)
     dv, d = tower.hidden, lm.hidden
-    lm_linear, lm_attention = lm.linear_forward(sequence), lm.attention_forward(sequence)
+    head_rows = sequence if supervised is None else np.broadcast_to(np.asarray(supervised, np.float64), text.shape)
+    head = lm.head_forward(head_rows)
+    lm_linear, lm_attention = lm.body_forward(sequence) + head, lm.attention_forward(sequence)
     linear_backward = 1.0 if stage == "stage1" else 2.0  # activation gradients only vs also weight gradients
     return TrainingFlops(
         vision_forward=float(np.sum(weight * n_images * per_image)),
@@ -180,13 +198,23 @@ def training_flops(shapes: CellShapes, stage: str, text_tokens, images=1, sample
         connector_backward=float(np.sum(weight * 2.0 * image_tokens * (dv * d + 2 * d * d))),
         lm_forward=float(np.sum(weight * (lm_linear + lm_attention))),
         lm_backward=float(np.sum(weight * (linear_backward * lm_linear + 2.0 * lm_attention))),
+        head_forward=float(np.sum(weight * head)),
+        head_backward=float(np.sum(weight * linear_backward * head)),
     )
 
 
 def prepared_token_counts(parquet_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(text tokens, images) per sample of a prepared ``data.parquet`` (its ``input_ids`` hold one
-    ``<image>`` placeholder per image, which the model replaces by the image tokens). Read a batch
-    at a time: the 665k mix's token lists would take gigabytes at once."""
+    """(text tokens, images) per sample of a prepared ``data.parquet``: ``prepared_counts`` without
+    the supervised counts."""
+    text, images, _ = prepared_counts(parquet_path)
+    return text, images
+
+
+def prepared_counts(parquet_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(text tokens, images, supervised labels) per sample of a prepared ``data.parquet`` (its
+    ``input_ids`` hold one ``<image>`` placeholder per image, which the model replaces by the image
+    tokens; a label counts where the head runs: from the second position on, as the loss shifts).
+    Read a batch at a time: the 665k mix's token lists would take gigabytes at once."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -195,14 +223,30 @@ def prepared_token_counts(parquet_path: str | Path) -> tuple[np.ndarray, np.ndar
     path = Path(parquet_path)
     if not path.is_file():
         raise UserError(f"prepared dataset {path} does not exist; run the prepare rule for it or drop the option.")
-    lengths, images = [], []
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=["input_ids", "image"]):
+    lengths, images, supervised = [], [], []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=["input_ids", "labels", "image"]):
         images.append(image_rows(batch.column("image")).astype(np.int64))
         lengths.append(pc.list_value_length(batch.column("input_ids")).to_numpy(zero_copy_only=False))
+        supervised.append(_shifted_supervised(batch.column("labels")))
     if not lengths:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     n_images = np.concatenate(images)
-    return np.concatenate(lengths).astype(np.int64) - n_images, n_images
+    return np.concatenate(lengths).astype(np.int64) - n_images, n_images, np.concatenate(supervised)
+
+
+def _shifted_supervised(labels) -> np.ndarray:
+    """Labels other than -100 per row, the first position left out (no hidden state predicts it)."""
+    import pyarrow as pa
+
+    labels = labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
+    offsets = labels.offsets.to_numpy()
+    values = labels.flatten().to_numpy(zero_copy_only=False)
+    flags = np.concatenate([[0], np.cumsum(values != -100)])
+    counts = flags[offsets[1:]] - flags[offsets[:-1]]
+    nonempty = offsets[1:] > offsets[:-1]
+    first = np.zeros(len(counts), dtype=np.int64)
+    first[nonempty] = values[offsets[:-1][nonempty]] != -100
+    return (counts - first).astype(np.int64)
 
 
 def device_kind(device_name: str | None) -> str | None:
@@ -232,18 +276,22 @@ def mfu(flops_per_second: float, peak_tflops_per_device: float, devices: int = 1
 
 
 def accounting_metrics(shapes: CellShapes, stage: str, text_tokens, images, *, samples_processed: int,
-                       wall_seconds: float, devices: int, peak_tflops_per_device: float | None) -> dict:
+                       wall_seconds: float, devices: int, peak_tflops_per_device: float | None,
+                       supervised=None) -> dict:
     """The FLOPs part of ``train_metrics.json``: model FLOPs per sample (mean over the dataset's
-    samples; also by part), total, achieved TFLOP/s (all devices and per device), and MFU when a
-    peak is known (``None`` otherwise). Field names match what ``analysis/speed.py`` reads."""
+    samples; also by part, the LM head as it runs: at ``supervised`` positions), total, achieved
+    TFLOP/s (all devices and per device), and MFU when a peak is known (``None`` otherwise). Field
+    names match what ``analysis/speed.py`` reads."""
     text = np.asarray(text_tokens)
     n = max(int(text.size), 1)
-    by_part = {k: v / n for k, v in training_flops(shapes, stage, text, images).as_dict().items()}
+    flops = training_flops(shapes, stage, text, images, supervised=supervised)
+    by_part = {k: v / n for k, v in flops.as_dict().items()}
     total = by_part["total"] * samples_processed
     achieved = achieved_flops_per_second(total, wall_seconds)
     return {
         "flops_per_sample": by_part["total"],
         "flops_per_sample_by_part": by_part,
+        "head_positions_per_sample": float(np.mean(supervised)) if supervised is not None and text.size else None,
         "flops_total": total,
         "achieved_tflops": achieved / 1e12,
         "achieved_tflops_per_device": achieved / devices / 1e12,

@@ -7,6 +7,13 @@ data loader (and accelerate's per-rank sharding, batch i to rank i mod world) cu
 optimizer step takes world size x accumulation consecutive micro-batches. So the unit of grouping is
 the step (LLaVA's megabatch of world size x micro-batch, here times accumulation too): every rank
 and every accumulation micro-batch of a step hold the same modality, except in the final remainder.
+
+The step with the most padded tokens (its widest micro-batch first, then its padded total) goes
+first, as transformers' ``LengthGroupedSampler`` puts its longest megabatch first: a micro-batch
+that does not fit in device memory fails at step 1 (and in the smoke run), not hours in. Stages
+that do not group (stage 1) take a uniform shuffle with the same longest step first. Within a
+step the micro-batches are sorted longest first (grouped) so the first micro-batch of every
+rank is its widest.
 """
 
 from __future__ import annotations
@@ -39,22 +46,62 @@ def length_grouped_order(lengths: np.ndarray, has_image: np.ndarray, batch_size:
             cut = len(chunk) - len(chunk) % step
             full += [chunk[i:i + step] for i in range(0, cut, step)]
             rest.append(chunk[cut:])
-    steps = [full[i] for i in rng.permutation(len(full))]
     tail = np.concatenate(rest) if rest else np.empty(0, dtype=np.int64)
+    steps, tail = longest_step_first([full[i] for i in rng.permutation(len(full))], tail, lengths, batch_size,
+                                     kind=has_image, sort_steps=True)
+    return np.concatenate([*steps, tail]).astype(np.int64)
+
+
+def longest_step_first(steps: list[np.ndarray], tail: np.ndarray, lengths: np.ndarray, batch_size: int,
+                       kind: np.ndarray | None = None, sort_steps: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """(steps, remainder) with the step of most padded tokens swapped to the front: the widest
+    micro-batch decides (memory is spent per micro-batch), the step's padded total breaks ties, then
+    the order. A longest sample left in the remainder first trades places with the shortest sample
+    of a full step of its ``kind`` (modality), if there is one; ``sort_steps`` re-sorts that step
+    longest first, as the grouped order keeps its steps."""
+    if not steps:
+        return steps, tail
+    steps, tail = [s.copy() for s in steps], tail.copy()
+    if len(tail) and lengths[tail].max() > max(lengths[s].max() for s in steps):
+        j = int(np.argmax(lengths[tail]))
+        same = [i for i, s in enumerate(steps) if kind is None or kind[s[0]] == kind[tail[j]]]
+        if same:
+            step = steps[same[0]]
+            m = int(np.argmin(lengths[step]))
+            step[m], tail[j] = tail[j], step[m]
+            if sort_steps:
+                steps[same[0]] = step[np.argsort(-lengths[step], kind="stable")]
+    widths = [lengths[s].reshape(-1, batch_size).max(axis=1) for s in steps]  # full steps: whole micro-batches
+    widest = np.array([w.max() for w in widths])
+    padded = np.array([int(w.sum()) * batch_size for w in widths])
+    best = int(np.lexsort((-np.arange(len(steps)), padded, widest))[-1])  # ties: the earliest
+    steps[0], steps[best] = steps[best], steps[0]
+    return steps, tail
+
+
+def shuffled_order(lengths: np.ndarray, batch_size: int, seed: int, step_batches: int = 1) -> np.ndarray:
+    """A uniform shuffle cut into steps of ``step_batches`` micro-batches, the longest step first
+    (the remainder, less than a step, stays last)."""
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    step = batch_size * step_batches
+    cut = len(order) - len(order) % step
+    steps, tail = longest_step_first([order[i:i + step] for i in range(0, cut, step)], order[cut:], lengths,
+                                     batch_size)
     return np.concatenate([*steps, tail]).astype(np.int64)
 
 
 class ModalityLengthGroupedSampler(torch.utils.data.Sampler[int]):
-    """The order above, reseeded every epoch (the Trainer calls ``set_epoch``), so a resumed run
-    replays the same order and skips the batches it has already seen."""
+    """The order above (``grouped``) or the longest-first shuffle, reseeded every epoch (the Trainer
+    calls ``set_epoch``), so a resumed run replays the same order and skips the batches it has already seen."""
 
     def __init__(self, lengths: np.ndarray, has_image: np.ndarray, batch_size: int, seed: int,
-                 step_batches: int = 1):
+                 step_batches: int = 1, grouped: bool = True):
         self.lengths = np.asarray(lengths)
         self.has_image = np.asarray(has_image, dtype=bool)
         self.batch_size = batch_size
         self.step_batches = step_batches  # micro-batches per optimizer step, over all ranks
         self.seed = seed
+        self.grouped = grouped
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -64,13 +111,20 @@ class ModalityLengthGroupedSampler(torch.utils.data.Sampler[int]):
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[int]:
-        order = length_grouped_order(self.lengths, self.has_image, self.batch_size, self.seed + self.epoch,
-                                     step_batches=self.step_batches)
+        seed = self.seed + self.epoch
+        if self.grouped:
+            order = length_grouped_order(self.lengths, self.has_image, self.batch_size, seed,
+                                         step_batches=self.step_batches)
+        else:
+            order = shuffled_order(self.lengths, self.batch_size, seed, step_batches=self.step_batches)
         return iter(order.tolist())
 
 
 class GroupedSamplerMixin:
-    """Put before a Trainer class (HF's or GaudiTrainer) to draw training batches grouped as above."""
+    """Put before a Trainer class (HF's or GaudiTrainer) to draw training batches grouped as above;
+    ``LongestFirstSamplerMixin`` draws them in a uniform shuffle with the longest step first."""
+
+    group_by_modality = True
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -79,4 +133,8 @@ class GroupedSamplerMixin:
         # Every rank builds the same order; accelerate then deals micro-batch i to rank i mod world.
         step_batches = self.args.world_size * self.args.gradient_accumulation_steps
         return ModalityLengthGroupedSampler(dataset.lengths, dataset.has_image(), self.args.per_device_train_batch_size,
-                                            seed, step_batches=step_batches)
+                                            seed, step_batches=step_batches, grouped=self.group_by_modality)
+
+
+class LongestFirstSamplerMixin(GroupedSamplerMixin):
+    group_by_modality = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from llava_gemma.train.flops import CellShapes, accounting_metrics, peak_tflops, prepared_token_counts
+from llava_gemma.train.flops import CellShapes, accounting_metrics, peak_tflops, prepared_counts
 
 
 class TokenCounter:
@@ -72,7 +72,7 @@ def throughput_metrics(model_config, stage_name: str, data_parquet: Path, *, cou
                        samples_processed: int, wall_seconds: float, world_size: int, backend: str,
                        configured_peak_tflops: float | None) -> dict:
     real, padded = counter.totals()
-    text_tokens, images = prepared_token_counts(data_parquet)
+    text_tokens, images, supervised = prepared_counts(data_parquet)
     per_second = (lambda n: n / wall_seconds) if wall_seconds > 0 else (lambda n: None)
     return {
         "samples_processed": samples_processed,
@@ -82,5 +82,6 @@ def throughput_metrics(model_config, stage_name: str, data_parquet: Path, *, cou
         "peak_memory_gib": peak_memory_gib(backend),
         **accounting_metrics(CellShapes.from_llava_config(model_config), stage_name, text_tokens, images,
                              samples_processed=samples_processed, wall_seconds=wall_seconds, devices=world_size,
+                             supervised=supervised,
                              peak_tflops_per_device=peak_tflops(configured_peak_tflops, device_name(backend))),
     }

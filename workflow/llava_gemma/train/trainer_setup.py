@@ -17,7 +17,8 @@ from llava_gemma.train.batch_plan import BatchPlan, plan_batch
 from llava_gemma.train.deepspeed_config import deepspeed_config
 from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
 from llava_gemma.train.param_groups import ConnectorLearningRateMixin
-from llava_gemma.train.sampler import GroupedSamplerMixin
+from llava_gemma.train.sampler import GroupedSamplerMixin, LongestFirstSamplerMixin
+from llava_gemma.train.supervised_loss import SupervisedLossMixin
 
 
 def common_arguments(stage: StageConfig, work_dir: Path, *, backend: str, precision: str, plan: BatchPlan,
@@ -73,25 +74,25 @@ def training_arguments(stage: StageConfig, work_dir: Path, *, backend: str, prec
     return TrainingArguments(**common)
 
 
-def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float | None) -> type | None:
-    """One class holding the Trainer behaviours a stage asks for (None: the plain Trainer)."""
-    bases = ((GroupedSamplerMixin,) if group_by_modality_length else ()) + (
+def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float | None) -> type:
+    """One class holding the Trainer behaviours a stage asks for; every stage takes the loss at
+    supervised positions only (train/supervised_loss.py) and draws its longest step first (train/sampler.py)."""
+    bases = (SupervisedLossMixin, GroupedSamplerMixin if group_by_modality_length else LongestFirstSamplerMixin) + (
         (ConnectorLearningRateMixin,) if connector_learning_rate is not None else ())
-    if not bases:
-        return None
     return type("StageMixin", bases, {"connector_learning_rate": connector_learning_rate})
 
 
 def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str, train_dataset, data_collator,
                  callbacks=None, group_by_modality_length: bool = False,
                  connector_learning_rate: float | None = None) -> Trainer:
-    """HF's Trainer, or GaudiTrainer on hpu; with ``group_by_modality_length`` either one draws its
-    batches from train/sampler.py instead of a uniform shuffle, and with ``connector_learning_rate``
-    the connector trains at its own rate (train/param_groups.py)."""
+    """HF's Trainer, or GaudiTrainer on hpu; either one draws its batches from train/sampler.py
+    (grouped with ``group_by_modality_length``, else a uniform shuffle; the longest step first),
+    with ``connector_learning_rate`` the connector trains at its own rate (train/param_groups.py),
+    and the loss is always the supervised positions' (train/supervised_loss.py)."""
     mixin = trainer_mixin(group_by_modality_length, connector_learning_rate)
     if backend == "hpu":
         return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
                              data_collator=data_collator, callbacks=callbacks, mixin=mixin)
-    trainer_class = type("StageTrainer", (mixin, Trainer), {}) if mixin else Trainer
+    trainer_class = type("StageTrainer", (mixin, Trainer), {})
     return trainer_class(model=model, args=args, train_dataset=train_dataset, data_collator=data_collator,
                          callbacks=callbacks)
