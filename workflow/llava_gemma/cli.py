@@ -79,7 +79,8 @@ def cmd_extract(a) -> dict:
     from llava_gemma.data.extract import extract_zip
 
     spec = _json(a.settings)
-    n = extract_zip(Path(a.archive), Path(a.into), strip=spec.get("strip", 0), members=spec.get("members"))
+    n = extract_zip(Path(a.archive), Path(a.into), strip=spec.get("strip", 0), members=spec.get("members"),
+                    expect=spec.get("expect"))
     result = {"archive": a.archive, "into": a.into, "files": n}
     Path(a.out).write_text(json.dumps(result) + "\n")
     return result
