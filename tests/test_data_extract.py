@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from llava_gemma.cli import main
 from llava_gemma.data.extract import ArchiveLayoutError, extract_zip, staging_folder
 
@@ -69,4 +68,5 @@ def test_the_extract_command_fails_in_one_sentence_and_writes_no_marker(tmp_path
                  "--settings", settings])
     err = capsys.readouterr().err.strip()
     assert code == 1 and not marker.exists()
-    assert len(err.splitlines()) == 1 and "vqav2_val_questions.zip lacks v2_OpenEnded_mscoco_val2014_questions.json" in err
+    assert len(err.splitlines()) == 1
+    assert "vqav2_val_questions.zip lacks v2_OpenEnded_mscoco_val2014_questions.json" in err

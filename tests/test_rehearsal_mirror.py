@@ -126,6 +126,42 @@ def test_urls_come_from_the_mirror_with_resume_and_the_real_inner_layouts(env, t
             assert {n.split("/")[0] for n in zf.namelist()} == tops, key
 
 
+def _paper_sources():
+    from llava_gemma.config import StudyConfig
+    from llava_gemma.data.sources import hub_sources
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return hub_sources(config, StudyConfig(config).models)
+
+
+def test_the_preflight_refuses_gated_gemma_without_a_token_and_unpinned_sources(env, tmp_path, monkeypatch):
+    out = tmp_path / "sources.json"
+    sources = _paper_sources()
+    settings = json.dumps({"sources": sources, "allow_unpinned": True})
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(CliError, match=r"error: google/gemma-\db-it is gated and HF_TOKEN is not set"):
+        cli("check-sources", "--out", str(out), "--settings", settings)
+    assert not out.exists()
+    with pytest.raises(CliError, match=r"GatedRepo|gated"):  # and a download without a token fails the same way
+        download_model("google/gemma-2b-it", tmp_path / "2b")
+    monkeypatch.setenv("HF_TOKEN", env.environment()["HF_TOKEN"])
+    with pytest.raises(CliError, match=r"is not pinned \(revision: UNPINNED\) \(and \d+ more\); set its revision "
+                                       r"to a commit id, which `python -c .*repo_info"):
+        cli("check-sources", "--out", str(out), "--settings", json.dumps({"sources": sources}))
+    resolved = cli("check-sources", "--out", str(out), "--settings", settings)
+    assert json.loads(out.read_text()) == resolved
+    gemma = next(v for v in resolved.values() if v["hub"] == "google/gemma-2b-it")
+    assert gemma["gated"] and len(gemma["commit"]) == 40
+    # the downloads read the preflight's commit; a pin the hub does not know is one sentence
+    cli("download", "--out", str(tmp_path / "Questions.csv"), "--sources", str(out), "--settings", json.dumps(
+        {"hub": "MMVP/MMVP", "repo_type": "dataset", "file": "Questions.csv", "revision": "UNPINNED"}))
+    assert any(f"/resolve/{next(v for v in resolved.values() if v['hub'] == 'MMVP/MMVP')['commit']}/" in r
+               for r in env.requests)
+    with pytest.raises(CliError, match=r"MMVP/MMVP has no such revision"):
+        cli("download", "--out", str(tmp_path / "Q2.csv"), "--settings", json.dumps(
+            {"hub": "MMVP/MMVP", "repo_type": "dataset", "file": "Questions.csv", "revision": "0" * 40}))
+
+
 def test_every_download_of_the_paper_config_has_a_stand_in(mirror):
     from llava_gemma.rehearsal.sources import hub_path, url_path
 

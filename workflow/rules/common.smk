@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.data.sources import hub_sources
 from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
 from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
 
@@ -67,6 +68,18 @@ def settings(obj):
 def downloads_of_kind(kind):
     """`downloads` entries fetched as one file ("file": a hub file or a URL) or as a hub folder ("folder")."""
     return [p for p, src in config.get("downloads", {}).items() if ("folder" in src) == (kind == "folder")]
+
+
+# Hub sources: the preflight (rule check_sources, data/sources.py) resolves each to a commit before any hub
+# download; the downloads read that commit, and study.csv lists them. ancient(): a rerun of the preflight
+# (a new source) re-downloads nothing.
+HUB_SOURCES = hub_sources(config, STUDY.models)
+SOURCES_JSON = "data/raw/sources.json"
+
+
+def hub_download_inputs(wildcards):
+    spec = config["downloads"][wildcards.path]
+    return dict(sources=ancient(SOURCES_JSON)) if "hub" in spec else {}
 
 
 def extracted_marker(archive):

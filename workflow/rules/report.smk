@@ -180,11 +180,13 @@ rule write_model_card:
 rule describe_study:
     input:
         all_metrics(),
+        [SOURCES_JSON] if HUB_SOURCES else [],
     output:
         report("results/report/study.csv", caption="../report/study.rst", category="Study"),
     params:
         settings=settings(dict(study=config["study"], configfiles=[shown_path(f) for f in workflow.configfiles],
-                               cells=list(CELLS), benchmarks=BENCHMARKS)),
+                               cells=list(CELLS), benchmarks=BENCHMARKS,
+                               **({"sources": SOURCES_JSON} if HUB_SOURCES else {}))),
         repo=workflow.basedir,
     conda:
         "../../envs/core.yaml"

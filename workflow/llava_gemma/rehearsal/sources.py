@@ -13,8 +13,9 @@ entry's destination under data/raw (the URL or hub file itself comes from the co
   the two Visual Genome zips (``VG_100K/``, ``VG_100K_2/``), the VQAv2 question and annotation zips
   (one JSON each at the top), POPE's three JSON-lines files, mm-vet.zip (``mm-vet/mm-vet.json``,
   ``mm-vet/images/``), ScienceQA's problems.json, pid_splits.json and test.zip (``test/<pid>/image.png``);
-- OCR-VQA: ``dataset.json`` (book id -> ``imageURL`` on Amazon's image host, title, questions, answers;
-  the file a user places by hand) and the covers at those URLs, one of them a GIF as many real ones are.
+- OCR-VQA: the hub mirror's zip (``images/<book id>.jpg``) when config.yaml names it (``source: hub``);
+  with ``source: urls``, ``dataset.json`` (book id -> ``imageURL`` on Amazon's image host, title, questions,
+  answers; the file a user places by hand) and the covers at those URLs. One cover is a GIF as many real ones are.
 
 Layouts not known here, and so assumed (the code follows the config's ``extract`` entries): that
 questions1.2.zip keeps its JSON files at the top level and that the VQAv2 zips hold one JSON file
@@ -178,7 +179,18 @@ BUILDERS: dict[str, Callable[[World, Path], None]] = {
     "benchmarks/scienceqa_img/pid_splits.json": _copy(lambda w: w.bench / "scienceqa_img" / "pid_splits.json"),
     "archives/scienceqa_test_images.zip": _zipped(lambda w: _tree(w.bench / "scienceqa_img" / "test", "test/")),
     "benchmarks/mmvp/Questions.csv": _mmvp_questions,
+    # OCR-VQA's hub mirror (weizhiwang/llava_v15_instruction_images): images/<book id>.jpg.
+    "archives/ocr_vqa_images.zip": _zipped(lambda w: _ocr_vqa_covers(w)),
 }
+
+
+def _ocr_vqa_covers(world: World) -> list[tuple[str, Path | bytes]]:
+    covers = _tree(world.images / "ocr_vqa" / "images", "images/")
+    if covers:  # many real covers are GIFs under a .jpg name
+        buf = io.BytesIO()
+        Image.open(covers[0][1]).convert("RGB").save(buf, "GIF")
+        covers[0] = (covers[0][0], buf.getvalue())
+    return covers
 
 
 def _builder(key: str) -> Callable[[World, Path], None]:
