@@ -161,10 +161,9 @@ def dry_run_jobs(config: dict, tmp_path: Path, target: str) -> dict[str, int]:
 def test_the_instruct_data_waits_for_the_covers_of_the_chosen_source(source, tmp_path):
     # Two dry runs of the paper config (~5 s each): the DAG is the thing under test.
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    if source == "hub":
-        config["ocr_vqa"] = {"source": "hub", "archive": "archives/ocr_vqa_mirror.zip"}
-        config["downloads"]["archives/ocr_vqa_mirror.zip"] = {"hub": "someone/ocr-vqa-covers", "file": "images.zip"}
-        config["extract"]["archives/ocr_vqa_mirror.zip"] = {"into": "llava_instruct/images/ocr_vqa"}
+    assert config["ocr_vqa"]["source"] == "hub"  # the default: the covers' hub mirror
+    if source == "urls":
+        config["ocr_vqa"]["source"] = "urls"
     jobs = dry_run_jobs(config, tmp_path, "data/prepared/instruct/data.parquet")
     assert jobs["fetch_ocr_vqa_images"] == 1 and jobs["prepare_dataset"] == 1
     if source == "urls":  # dataset.json lives on Google Drive: placed by hand, the job says so
