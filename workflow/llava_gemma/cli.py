@@ -99,13 +99,15 @@ def cmd_extract(a) -> dict:
 
 
 def cmd_fetch_ocr_vqa(a) -> dict:
-    from llava_gemma.data.ocr_vqa import fetch_ocr_vqa_covers
+    from llava_gemma.data.ocr_vqa import FetchBudget, fetch_ocr_vqa_covers
 
     s = _json(a.settings)
+    names = {"budget_seconds": "seconds", "probe": "probe", "max_failure_rate": "max_failure_rate"}
+    budget = FetchBudget(**{field: s[key] for key, field in names.items() if key in s})
     return fetch_ocr_vqa_covers(Path(a.mix), Path(a.into), Path(a.out), source=s["source"],
                                 dataset_json=Path(a.dataset_json) if a.dataset_json else None,
                                 threads=s.get("threads", 16), timeout=s.get("timeout", 30.0),
-                                retries=s.get("retries", 3))
+                                retries=s.get("retries", 3), budget=budget)
 
 
 def cmd_prepare(a) -> dict:
