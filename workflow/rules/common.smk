@@ -5,6 +5,7 @@ from pathlib import Path
 
 from llava_gemma.config import ConfigError, StudyConfig, validate_config
 from llava_gemma.data.sources import hub_sources
+from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
 from llava_gemma.study_stamp import StudyMismatch, claim_study_folders
 
@@ -24,6 +25,8 @@ for _run in STUDY.runs:
         STAGE1.setdefault(_run.pair, _run)
 PAIRS = sorted(STAGE1)
 BENCHMARKS = list(config["eval"]["benchmarks"])
+# Benchmarks with a per-question score (vqav2_testdev has none: EvalAI scores it), for the factor-effect models.
+SCORED_BENCHMARKS = [b for b in BENCHMARKS if getattr(get_benchmark(b), "scored", True)]
 BLIND_BENCHMARKS = [b for b in config["eval"].get("blind_control", []) if b in BENCHMARKS]
 
 # The two training sets: where their records and images live under data/raw, and their format.
@@ -130,14 +133,17 @@ def manual_downloads():
 
 # Benchmarks whose images another extraction unpacks (the loaders look there when their own folder
 # has none): VQAv2 reads POPE's COCO val2014; GQA test-dev reads GQA's images.zip, unpacked for the mix.
-SHARED_BENCHMARK_IMAGES = {"vqav2": "benchmarks/pope", "gqa": "llava_instruct/images/gqa"}
+# VQAv2's val2017 split also lists COCO train2017 (unpacked for the mix) to leave its images out.
+SHARED_BENCHMARK_IMAGES = {"vqav2": ["benchmarks/pope"], "gqa": ["llava_instruct/images/gqa"]}
+if (config["eval"]["benchmarks"].get("vqav2") or {}).get("split") == "val2017":
+    SHARED_BENCHMARK_IMAGES["vqav2"].append("llava_instruct/images/coco")
 
 
 def inputs_of_benchmark(name):
     root = f"benchmarks/{name}"
     if STUDY.is_toy_world:
         return ["data/raw/toy_world.json"]
-    shared = markers_under(SHARED_BENCHMARK_IMAGES[name]) if name in SHARED_BENCHMARK_IMAGES else []
+    shared = [m for prefix in SHARED_BENCHMARK_IMAGES.get(name, []) for m in markers_under(prefix)]
     return ([f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")]
             + markers_under(root) + shared)
 

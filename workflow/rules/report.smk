@@ -85,7 +85,7 @@ rule fit_factor_effects:
         csv=report("results/report/effects.csv", caption="../report/effects_table.rst", category="Factor effects"),
         png=report("results/report/effects.png", caption="../report/effects.rst", category="Factor effects"),
     params:
-        settings=settings(dict(cells=report_cells(), benchmarks=BENCHMARKS, design=config.get("design", "full"),
+        settings=settings(dict(cells=report_cells(), benchmarks=SCORED_BENCHMARKS, design=config.get("design", "full"),
                                factors=[[f.name, list(f.levels)] for f in STUDY.factors])),
     conda:
         "../../envs/core.yaml"
