@@ -162,6 +162,27 @@ def test_the_preflight_refuses_gated_gemma_without_a_token_and_unpinned_sources(
             {"hub": "MMVP/MMVP", "repo_type": "dataset", "file": "Questions.csv", "revision": "0" * 40}))
 
 
+def test_an_archive_whose_layout_moved_fails_its_extraction_and_writes_no_marker(mirror, tmp_path):
+    # questions1.2.zip as a release that nests its JSON under a folder: config.yaml's own `extract` entry must
+    # refuse it in one sentence (no done-marker), not unpack nothing and let GQA fail after all training.
+    from llava_gemma.rehearsal.sources import url_path
+
+    root, _, _ = mirror
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    key = "archives/gqa_testdev_questions.zip"
+    moved = tmp_path / "gqa_testdev_questions.zip"
+    with zipfile.ZipFile(url_path(root, config["downloads"][key]["url"])) as src, zipfile.ZipFile(moved, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(f"questions1.2/{name}", src.read(name))
+    marker = tmp_path / "gqa_testdev_questions.zip.extracted.json"
+    with pytest.raises(CliError, match=r"error: .*gqa_testdev_questions\.zip gave no file \(members "
+                                       r"testdev_balanced_questions\.json\): its `extract` entry expects "
+                                       r"testdev_balanced_questions\.json"):
+        cli("extract", "--archive", str(moved), "--into", str(tmp_path / "gqa"), "--out", str(marker),
+            "--settings", json.dumps(config["extract"][key]))
+    assert not marker.exists() and not (tmp_path / "gqa").exists()
+
+
 def test_every_download_of_the_paper_config_has_a_stand_in(mirror):
     from llava_gemma.rehearsal.sources import hub_path, url_path
 
