@@ -217,3 +217,31 @@ def test_run_rehearsal_serves_places_the_manual_files_runs_and_plans_again(tmp_p
     assert result["jobs_by_rule"] == result["planned_by_rule"] == {"fetch": 2}
     assert (tmp_path / "work" / "out" / "1.txt").read_text() == "hello\n"
     assert result["second_run"] == {} and result["second_run_returncode"] == 0
+
+
+def test_a_pinned_config_is_served_under_its_commit_ids(tmp_path):
+    # Once config.yaml pins real commits, the rehearsal must serve them unchanged (build writes revisions.json).
+    import urllib.error
+    import urllib.request
+
+    from llava_gemma.rehearsal.build import pinned_revisions
+    from llava_gemma.rehearsal.server import MirrorServer
+
+    pin = "0123456789abcdef0123456789abcdef01234567"
+    config = {"grid": [{"factor": "lm", "levels": {"2b": {"language_model": {"hub": "google/gemma-2b-it",
+                                                                              "revision": pin}}}}],
+              "downloads": {"mme.parquet": {"hub": "lmms-lab/MME", "file": "a.json", "revision": "UNPINNED"}}}
+    assert pinned_revisions(config) == {"model/google/gemma-2b-it": pin}
+    repo = tmp_path / "hub" / "model" / "google" / "gemma-2b-it"
+    repo.mkdir(parents=True)
+    (repo / "config.json").write_text("{}")
+    (tmp_path / "revisions.json").write_text(json.dumps(pinned_revisions(config)))
+    server = MirrorServer(tmp_path).start()
+    try:
+        api = f"{server.base_url}/api/models/google/gemma-2b-it/revision"
+        assert json.loads(urllib.request.urlopen(f"{api}/{pin}").read())["sha"] == pin
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{api}/{'f' * 40}")
+        assert err.value.headers["X-Error-Code"] == "RevisionNotFound"
+    finally:
+        server.stop()
