@@ -37,6 +37,8 @@ def images(tmp_path) -> Path:
         "png.jpg": encoded(photo(), "PNG"),
         "good.png": encoded(photo(), "PNG"),
         "truncated.png": encoded(photo(), "PNG")[:200],
+        "placeholder.jpg": encoded(Image.new("P", (1, 1)), "GIF"),  # what a dead cover URL answers
+        "icon.jpg": encoded(photo((15, 40)), "JPEG"),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -49,6 +51,7 @@ def images(tmp_path) -> Path:
     ("missing.jpg", "image_missing"), ("empty.jpg", "image_empty"), ("text.jpg", "image_unreadable"),
     ("folder.jpg", "image_unreadable"), ("truncated.jpg", "image_truncated"),
     ("truncated.png", "image_truncated"), ("corrupt.jpg", "image_undecodable"),
+    ("placeholder.jpg", "image_too_small"), ("icon.jpg", "image_too_small"),
 ])
 def test_unusable_images_are_named(images, name, problem):
     assert check_image(images / name, images / "converted" / name) == ImageCheck(problem)

@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from llava_gemma.cli import main as cli
-from llava_gemma.data.ocr_vqa import audit_ocr_vqa_images, download_ocr_vqa_images, image_name, needed_from_mix
+from llava_gemma.data.ocr_vqa import (
+    CoverFetchStopped,
+    FetchBudget,
+    audit_ocr_vqa_images,
+    download_ocr_vqa_images,
+    image_name,
+    needed_from_mix,
+)
 from llava_gemma.data.prepare import prepare_dataset
 from llava_gemma.model.assemble import prepare_tokenizer
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
@@ -161,13 +168,30 @@ def dry_run_jobs(config: dict, tmp_path: Path, target: str) -> dict[str, int]:
 def test_the_instruct_data_waits_for_the_covers_of_the_chosen_source(source, tmp_path):
     # Two dry runs of the paper config (~5 s each): the DAG is the thing under test.
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    if source == "hub":
-        config["ocr_vqa"] = {"source": "hub", "archive": "archives/ocr_vqa_mirror.zip"}
-        config["downloads"]["archives/ocr_vqa_mirror.zip"] = {"hub": "someone/ocr-vqa-covers", "file": "images.zip"}
-        config["extract"]["archives/ocr_vqa_mirror.zip"] = {"into": "llava_instruct/images/ocr_vqa"}
+    assert config["ocr_vqa"]["source"] == "hub"  # the default: the covers' hub mirror
+    if source == "urls":
+        config["ocr_vqa"]["source"] = "urls"
     jobs = dry_run_jobs(config, tmp_path, "data/prepared/instruct/data.parquet")
     assert jobs["fetch_ocr_vqa_images"] == 1 and jobs["prepare_dataset"] == 1
     if source == "urls":  # dataset.json lives on Google Drive: placed by hand, the job says so
         assert jobs["await_manual_download"] == 1
     else:
         assert "await_manual_download" not in jobs and jobs["extract_archive"] == 6  # 5 image archives + mirror
+
+
+def test_a_mostly_dead_link_list_stops_after_the_probe_in_one_sentence(server, tmp_path):
+    base, requests = server
+    requests.clear()
+    books = {f"{i:04d}": book(f"{base}/images/I/{'51a' if i % 4 == 0 else 'dead'}.jpg", str(i)) for i in range(40)}
+    (tmp_path / "dataset.json").write_text(json.dumps(books))
+    needed = {book_id: f"{book_id}.jpg" for book_id in books}
+    budget = FetchBudget(probe=8, max_failure_rate=0.5)
+    with pytest.raises(CoverFetchStopped, match=r"of the first 8 URLs failed \(\d+%, more than "
+                                                r"ocr_vqa.max_failure_rate 50%\).*set ocr_vqa.source: hub"):
+        download_ocr_vqa_images(tmp_path / "dataset.json", tmp_path / "covers", needed=needed, threads=2,
+                                retries=1, progress=False, budget=budget)
+    assert len(requests) < 40  # the rest was never tried
+    # A pace that cannot meet the budget stops too (here any pace: the budget is a millisecond).
+    with pytest.raises(CoverFetchStopped, match=r"past ocr_vqa.budget_seconds"):
+        download_ocr_vqa_images(tmp_path / "dataset.json", tmp_path / "covers", needed=needed, threads=2,
+                                retries=1, progress=False, budget=FetchBudget(seconds=0.001, probe=4))

@@ -302,3 +302,23 @@ def test_a_rejected_preparation_keeps_the_earlier_data(mix, tokenizer, tmp_path)
         run(mix, tokenizer, out, max_drop_fraction=0.2)
     assert (out / "data.parquet").read_bytes() == before
     assert json.loads((out / "filter_report.json").read_text())["sources"]["vg"]["kept"] == 20
+
+
+def test_a_placeholder_cover_is_dropped_as_too_small_and_named_in_the_report(tokenizer, tmp_path):
+    # A dead image host answers with a 1 x 1 GIF: it decodes, so only its size tells it from a cover.
+    root = tmp_path / "images" / "ocr_vqa" / "images"
+    root.mkdir(parents=True)
+    (root / "good.jpg").write_bytes(jpeg())
+    buf = io.BytesIO()
+    Image.new("P", (1, 1)).save(buf, "GIF")
+    (root / "dead.jpg").write_bytes(buf.getvalue())
+    records = [{"id": name, "image": f"ocr_vqa/images/{name}.jpg", "conversations": turns(("who wrote it?", "a"))}
+               for name in ("good", "dead")]
+    (tmp_path / "mix.json").write_text(json.dumps(records))
+    report = prepare_dataset(tmp_path / "mix.json", tmp_path / "images", tokenizer, tmp_path / "out", fmt="gemma",
+                             max_length=256, image_tokens=16, default_source="other", max_drop_fraction=1.0,
+                             workers=1)
+    assert report["sources"]["ocr_vqa"]["dropped"] == {"image_too_small": 1}
+    assert report["dropped_examples"]["image_too_small"][0]["id"] == "dead"
+    saved = json.loads((tmp_path / "out" / "filter_report.json").read_text())
+    assert saved["sources"]["ocr_vqa"]["dropped"] == {"image_too_small": 1}

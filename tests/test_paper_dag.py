@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE1 = {"gqa", "mme", "mmvet", "pope", "vqav2", "mmvp", "scienceqa_img"}
+EVALUATED = TABLE1 | {"vqav2_testdev"}  # the paper's VQAv2 split: answers for EvalAI
 RAW_PRODUCERS = {"download_file", "download_folder", "extract_archive"}
 
 
@@ -61,7 +62,7 @@ def config() -> dict:
 
 
 def test_config_evaluates_table1_with_the_blind_control(config):
-    assert set(config["eval"]["benchmarks"]) == TABLE1
+    assert set(config["eval"]["benchmarks"]) == EVALUATED
     assert config["eval"]["blind_control"] == ["pope", "mme", "mmvp"]
 
 
@@ -71,8 +72,8 @@ def test_every_cell_is_evaluated_on_every_benchmark(dag, config):
     evaluations = Counter((job["wildcards"]["evaluation"], job["wildcards"]["benchmark"])
                           for job in dag if job["rule"] == "evaluate_benchmark")
     blind = config["eval"]["blind_control"]
-    expected = {("eval", b): 8 for b in TABLE1} | {("eval_blind", b): 8 for b in blind}
-    assert evaluations == expected  # 8 x 7 evaluations + 8 x 3 blind ones
+    expected = {("eval", b): 8 for b in EVALUATED} | {("eval_blind", b): 8 for b in blind}
+    assert evaluations == expected  # 8 x 8 evaluations (Table 1's 7 and test-dev) + 8 x 3 blind ones
 
 
 def test_every_benchmark_input_comes_from_a_download_or_extract(dag):
@@ -88,6 +89,9 @@ def test_vqav2_waits_for_the_coco_images_it_shares_with_pope(dag):
     coco = "data/raw/archives/coco_val2014.zip.extracted.json"
     vqav2 = [job for job in dag if job["rule"] == "evaluate_benchmark" and job["wildcards"]["benchmark"] == "vqav2"]
     assert vqav2 and all(coco in job["input"] for job in vqav2)
+    # the val2017 split lists COCO train2017 (unpacked for the mix) to leave out the images the mix trains on
+    train2017 = "data/raw/archives/coco_train2017.zip.extracted.json"
+    assert all(train2017 in job["input"] for job in vqav2)
 
 
 def test_readme_states_the_job_count_and_every_cell_gets_a_model_card(dag):

@@ -39,8 +39,24 @@ def test_every_job_of_the_paper_study_succeeded(rehearsal):
     assert rehearsal["planned_by_rule"] and rehearsal["jobs_by_rule"] == rehearsal["planned_by_rule"], log_tail
     jobs = rehearsal["jobs_by_rule"]
     assert jobs["train_connector"] == 4 and jobs["train_cell"] == 8 and jobs["download_model"] == 4
-    assert jobs["evaluate_benchmark"] == 8 * 7 + 8 * 3 and jobs["compute_relevancy"] == 8
-    assert "await_manual_download" not in jobs  # dataset.json was placed, as a user does
+    assert jobs["evaluate_benchmark"] == 8 * 8 + 8 * 3 and jobs["compute_relevancy"] == 8  # Table 1's 7 + test-dev
+    assert jobs["check_sources"] == 1 and "await_manual_download" not in jobs  # OCR-VQA from its hub mirror
+
+
+def test_sources_were_read_at_recorded_commits_gemma_gated_and_vqav2_has_both_splits(rehearsal):
+    work = rehearsal["workdir"]
+    sources = json.loads((work / "data" / "raw" / "sources.json").read_text())
+    gated = sorted(v["hub"] for v in sources.values() if v["gated"])
+    assert gated == ["google/gemma-2b-it", "google/gemma-7b-it"]  # passed with the rehearsal's token
+    assert all(len(v["commit"]) == 40 for v in sources.values())
+    study = pd.read_csv(work / "results" / "report" / "study.csv").set_index("item")["value"]
+    assert study["source model google/gemma-2b-it"].startswith(
+        next(v["commit"] for v in sources.values() if v["hub"] == "google/gemma-2b-it"))
+    cell = work / "results" / "cells" / "2b_clip_pretrain" / "eval"
+    assert json.loads((cell / "vqav2" / "metrics.json").read_text())["split"] == "val2017"
+    upload = json.loads((cell / "vqav2_testdev" / "submission.json").read_text())
+    assert len(upload) == 2 * rehearsal["expected"]["vqav2_testdev"]  # test-dev answered, the rest of test2015 ""
+    assert json.loads((work / "data" / "raw" / "llava_instruct" / "ocr_vqa_images.json").read_text())["failed"] == 0
 
 
 def test_every_benchmark_loader_read_every_question_the_stand_ins_hold(rehearsal, config):

@@ -126,6 +126,63 @@ def test_urls_come_from_the_mirror_with_resume_and_the_real_inner_layouts(env, t
             assert {n.split("/")[0] for n in zf.namelist()} == tops, key
 
 
+def _paper_sources():
+    from llava_gemma.config import StudyConfig
+    from llava_gemma.data.sources import hub_sources
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return hub_sources(config, StudyConfig(config).models)
+
+
+def test_the_preflight_refuses_gated_gemma_without_a_token_and_unpinned_sources(env, tmp_path, monkeypatch):
+    out = tmp_path / "sources.json"
+    sources = _paper_sources()
+    settings = json.dumps({"sources": sources, "allow_unpinned": True})
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(CliError, match=r"error: google/gemma-\db-it is gated and HF_TOKEN is not set"):
+        cli("check-sources", "--out", str(out), "--settings", settings)
+    assert not out.exists()
+    with pytest.raises(CliError, match=r"GatedRepo|gated"):  # and a download without a token fails the same way
+        download_model("google/gemma-2b-it", tmp_path / "2b")
+    monkeypatch.setenv("HF_TOKEN", env.environment()["HF_TOKEN"])
+    with pytest.raises(CliError, match=r"is not pinned \(revision: UNPINNED\) \(and \d+ more\); set its revision "
+                                       r"to a commit id, which `python -c .*repo_info"):
+        cli("check-sources", "--out", str(out), "--settings", json.dumps({"sources": sources}))
+    resolved = cli("check-sources", "--out", str(out), "--settings", settings)
+    assert json.loads(out.read_text()) == resolved
+    gemma = next(v for v in resolved.values() if v["hub"] == "google/gemma-2b-it")
+    assert gemma["gated"] and len(gemma["commit"]) == 40
+    # the downloads read the preflight's commit; a pin the hub does not know is one sentence
+    cli("download", "--out", str(tmp_path / "Questions.csv"), "--sources", str(out), "--settings", json.dumps(
+        {"hub": "MMVP/MMVP", "repo_type": "dataset", "file": "Questions.csv", "revision": "UNPINNED"}))
+    assert any(f"/resolve/{next(v for v in resolved.values() if v['hub'] == 'MMVP/MMVP')['commit']}/" in r
+               for r in env.requests)
+    with pytest.raises(CliError, match=r"MMVP/MMVP has no such revision"):
+        cli("download", "--out", str(tmp_path / "Q2.csv"), "--settings", json.dumps(
+            {"hub": "MMVP/MMVP", "repo_type": "dataset", "file": "Questions.csv", "revision": "0" * 40}))
+
+
+def test_an_archive_whose_layout_moved_fails_its_extraction_and_writes_no_marker(mirror, tmp_path):
+    # questions1.2.zip as a release that nests its JSON under a folder: config.yaml's own `extract` entry must
+    # refuse it in one sentence (no done-marker), not unpack nothing and let GQA fail after all training.
+    from llava_gemma.rehearsal.sources import url_path
+
+    root, _, _ = mirror
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    key = "archives/gqa_testdev_questions.zip"
+    moved = tmp_path / "gqa_testdev_questions.zip"
+    with zipfile.ZipFile(url_path(root, config["downloads"][key]["url"])) as src, zipfile.ZipFile(moved, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(f"questions1.2/{name}", src.read(name))
+    marker = tmp_path / "gqa_testdev_questions.zip.extracted.json"
+    with pytest.raises(CliError, match=r"error: .*gqa_testdev_questions\.zip gave no file \(members "
+                                       r"testdev_balanced_questions\.json\): its `extract` entry expects "
+                                       r"testdev_balanced_questions\.json"):
+        cli("extract", "--archive", str(moved), "--into", str(tmp_path / "gqa"), "--out", str(marker),
+            "--settings", json.dumps(config["extract"][key]))
+    assert not marker.exists() and not (tmp_path / "gqa").exists()
+
+
 def test_every_download_of_the_paper_config_has_a_stand_in(mirror):
     from llava_gemma.rehearsal.sources import hub_path, url_path
 
@@ -160,3 +217,31 @@ def test_run_rehearsal_serves_places_the_manual_files_runs_and_plans_again(tmp_p
     assert result["jobs_by_rule"] == result["planned_by_rule"] == {"fetch": 2}
     assert (tmp_path / "work" / "out" / "1.txt").read_text() == "hello\n"
     assert result["second_run"] == {} and result["second_run_returncode"] == 0
+
+
+def test_a_pinned_config_is_served_under_its_commit_ids(tmp_path):
+    # Once config.yaml pins real commits, the rehearsal must serve them unchanged (build writes revisions.json).
+    import urllib.error
+    import urllib.request
+
+    from llava_gemma.rehearsal.build import pinned_revisions
+    from llava_gemma.rehearsal.server import MirrorServer
+
+    pin = "0123456789abcdef0123456789abcdef01234567"
+    config = {"grid": [{"factor": "lm", "levels": {"2b": {"language_model": {"hub": "google/gemma-2b-it",
+                                                                              "revision": pin}}}}],
+              "downloads": {"mme.parquet": {"hub": "lmms-lab/MME", "file": "a.json", "revision": "UNPINNED"}}}
+    assert pinned_revisions(config) == {"model/google/gemma-2b-it": pin}
+    repo = tmp_path / "hub" / "model" / "google" / "gemma-2b-it"
+    repo.mkdir(parents=True)
+    (repo / "config.json").write_text("{}")
+    (tmp_path / "revisions.json").write_text(json.dumps(pinned_revisions(config)))
+    server = MirrorServer(tmp_path).start()
+    try:
+        api = f"{server.base_url}/api/models/google/gemma-2b-it/revision"
+        assert json.loads(urllib.request.urlopen(f"{api}/{pin}").read())["sha"] == pin
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{api}/{'f' * 40}")
+        assert err.value.headers["X-Error-Code"] == "RevisionNotFound"
+    finally:
+        server.stop()

@@ -49,24 +49,36 @@ def cmd_pretrain_toy_tower(a) -> dict:
 
 def cmd_download(a) -> dict:
     from llava_gemma.data.download import download_hub_file, download_hub_folder, download_url
+    from llava_gemma.data.sources import commit_for
 
     src = _json(a.settings)
-    if "folder" in src:
-        download_hub_folder(src["hub"], src["folder"], Path(a.out), src.get("repo_type", "dataset"),
-                            revision=src.get("revision"))
-    elif "hub" in src:
-        download_hub_file(src["hub"], src["file"], Path(a.out), src.get("repo_type", "dataset"),
-                          revision=src.get("revision"), sha256=src.get("sha256"))
-    else:
-        download_url(src["url"], Path(a.out), sha256=src.get("sha256"), size=src.get("size"))
+    if "hub" in src:  # at the commit the preflight resolved (data/raw/sources.json), or the pin itself
+        kind = src.get("repo_type", "dataset")
+        revision = commit_for(Path(a.sources) if a.sources else None, src["hub"], kind, src.get("revision"))
+        if "folder" in src:
+            download_hub_folder(src["hub"], src["folder"], Path(a.out), kind, revision=revision)
+        else:
+            download_hub_file(src["hub"], src["file"], Path(a.out), kind, revision=revision, sha256=src.get("sha256"))
+        return {"path": a.out, "hub": src["hub"], "commit": revision}
+    download_url(src["url"], Path(a.out), sha256=src.get("sha256"), size=src.get("size"))
     return {"path": a.out}
 
 
 def cmd_download_model(a) -> dict:
     from llava_gemma.data.download import download_model
+    from llava_gemma.data.sources import commit_for
 
-    download_model(a.repo, Path(a.out))
-    return {"repo": a.repo}
+    src = _json(a.settings)
+    revision = commit_for(Path(a.sources) if a.sources else None, a.repo, "model", src.get("revision"))
+    download_model(a.repo, Path(a.out), revision=revision)
+    return {"repo": a.repo, "commit": revision}
+
+
+def cmd_check_sources(a) -> dict:
+    from llava_gemma.data.sources import check_sources
+
+    s = _json(a.settings)
+    return check_sources(s["sources"], allow_unpinned=s.get("allow_unpinned", False), out=Path(a.out))
 
 
 def cmd_install_model(a) -> dict:
@@ -79,20 +91,23 @@ def cmd_extract(a) -> dict:
     from llava_gemma.data.extract import extract_zip
 
     spec = _json(a.settings)
-    n = extract_zip(Path(a.archive), Path(a.into), strip=spec.get("strip", 0), members=spec.get("members"))
+    n = extract_zip(Path(a.archive), Path(a.into), strip=spec.get("strip", 0), members=spec.get("members"),
+                    expect=spec.get("expect"))
     result = {"archive": a.archive, "into": a.into, "files": n}
     Path(a.out).write_text(json.dumps(result) + "\n")
     return result
 
 
 def cmd_fetch_ocr_vqa(a) -> dict:
-    from llava_gemma.data.ocr_vqa import fetch_ocr_vqa_covers
+    from llava_gemma.data.ocr_vqa import FetchBudget, fetch_ocr_vqa_covers
 
     s = _json(a.settings)
+    names = {"budget_seconds": "seconds", "probe": "probe", "max_failure_rate": "max_failure_rate"}
+    budget = FetchBudget(**{field: s[key] for key, field in names.items() if key in s})
     return fetch_ocr_vqa_covers(Path(a.mix), Path(a.into), Path(a.out), source=s["source"],
                                 dataset_json=Path(a.dataset_json) if a.dataset_json else None,
                                 threads=s.get("threads", 16), timeout=s.get("timeout", 30.0),
-                                retries=s.get("retries", 3))
+                                retries=s.get("retries", 3), budget=budget)
 
 
 def cmd_prepare(a) -> dict:
@@ -350,6 +365,7 @@ DESCRIPTIONS = {
     "pretrain-toy-tower": "pretrain a tiny CLIP or DINOv2 tower on fresh toy scenes (toy/towers.py)",
     "download": "download one raw file (hub file or URL), resumable and checksummed",
     "download-model": "download a model repository from the hub into a folder",
+    "check-sources": "before any download: refuse unpinned or gated-without-HF_TOKEN hub sources, record their commits",
     "install-model": "copy a checkpoint folder on disk (a `local:` source) into a folder, as a download would",
     "extract": "unpack a zip archive and write a marker file listing what was unpacked",
     "fetch-ocr-vqa": "fetch OCR-VQA's book covers (or audit a mirror's) and report the dead ones",
@@ -399,8 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="random seed")
     add("pretrain-toy-tower", cmd_pretrain_toy_tower, "raw", "out").add_argument(
         "--seed", type=int, default=0, help="random seed")
-    add("download", cmd_download, "out")
-    add("download-model", cmd_download_model, "repo", "out")
+    sources_help = "data/raw/sources.json: the commit the preflight resolved for each hub source"
+    add("download", cmd_download, "out").add_argument("--sources", default=None, help=sources_help)
+    add("download-model", cmd_download_model, "repo", "out").add_argument("--sources", default=None,
+                                                                          help=sources_help)
+    add("check-sources", cmd_check_sources, "out")
     add("install-model", cmd_install_model, "folder", "out")
     add("extract", cmd_extract, "archive", "into", "out")
     add("fetch-ocr-vqa", cmd_fetch_ocr_vqa, "mix", "into", "out").add_argument(

@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.data.sources import hub_sources
+from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
 from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
 
@@ -29,6 +31,8 @@ for _run in STUDY.runs:
         STAGE1.setdefault(_run.pair, _run)
 PAIRS = sorted(STAGE1)
 BENCHMARKS = list(config["eval"]["benchmarks"])
+# Benchmarks with a per-question score (vqav2_testdev has none: EvalAI scores it), for the factor-effect models.
+SCORED_BENCHMARKS = [b for b in BENCHMARKS if getattr(get_benchmark(b), "scored", True)]
 BLIND_BENCHMARKS = [b for b in config["eval"].get("blind_control", []) if b in BENCHMARKS]
 
 # The two training sets: where their records and images live under data/raw, and their format.
@@ -82,6 +86,18 @@ def downloads_of_kind(kind):
     return [p for p, src in config.get("downloads", {}).items() if ("folder" in src) == (kind == "folder")]
 
 
+# Hub sources: the preflight (rule check_sources, data/sources.py) resolves each to a commit before any hub
+# download; the downloads read that commit, and study.csv lists them. ancient(): a rerun of the preflight
+# (a new source) re-downloads nothing.
+HUB_SOURCES = hub_sources(config, STUDY.models)
+SOURCES_JSON = "data/raw/sources.json"
+
+
+def hub_download_inputs(wildcards):
+    spec = config["downloads"][wildcards.path]
+    return dict(sources=ancient(SOURCES_JSON)) if "hub" in spec else {}
+
+
 def extracted_marker(archive):
     return f"data/raw/{archive}.extracted.json"
 
@@ -130,14 +146,17 @@ def manual_downloads():
 
 # Benchmarks whose images another extraction unpacks (the loaders look there when their own folder
 # has none): VQAv2 reads POPE's COCO val2014; GQA test-dev reads GQA's images.zip, unpacked for the mix.
-SHARED_BENCHMARK_IMAGES = {"vqav2": "benchmarks/pope", "gqa": "llava_instruct/images/gqa"}
+# VQAv2's val2017 split also lists COCO train2017 (unpacked for the mix) to leave its images out.
+SHARED_BENCHMARK_IMAGES = {"vqav2": ["benchmarks/pope"], "gqa": ["llava_instruct/images/gqa"]}
+if (config["eval"]["benchmarks"].get("vqav2") or {}).get("split") == "val2017":
+    SHARED_BENCHMARK_IMAGES["vqav2"].append("llava_instruct/images/coco")
 
 
 def inputs_of_benchmark(name):
     root = f"benchmarks/{name}"
     if STUDY.is_toy_world:
         return ["data/raw/toy_world.json"]
-    shared = markers_under(SHARED_BENCHMARK_IMAGES[name]) if name in SHARED_BENCHMARK_IMAGES else []
+    shared = [m for prefix in SHARED_BENCHMARK_IMAGES.get(name, []) for m in markers_under(prefix)]
     return ([f"data/raw/{p}" for p in config.get("downloads", {}) if p.startswith(root + "/")]
             + markers_under(root) + shared)
 

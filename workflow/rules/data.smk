@@ -1,13 +1,41 @@
 # Raw data and backbones in, prepared (filtered, tokenized) Parquet out.
 
+# Jobs that need the network (the hub, HF_TOKEN, the URL hosts) run where snakemake runs: on a cluster
+# profile that is the submitting host, since compute nodes often have no internet and no token.
+localrules:
+    check_sources,
+    download_file,
+    download_folder,
+    download_model,
+    fetch_ocr_vqa_images,
+    await_manual_download,
+
+
+# The preflight: before any hub download, refuse an unpinned source (unless allow_unpinned) and a gated repo
+# without HF_TOKEN, each in one sentence, and record the commit every hub source is read at.
+rule check_sources:
+    output:
+        SOURCES_JSON,
+    params:
+        settings=settings(dict(sources=HUB_SOURCES, allow_unpinned=config.get("allow_unpinned", False))),
+    conda:
+        "../../envs/core.yaml"
+    log:
+        "logs/check_sources.log",
+    shell:
+        "llava-gemma check-sources --out {output} --settings '{params.settings}' > {log} 2>&1"
+
 
 rule download_file:
+    input:
+        unpack(hub_download_inputs),
     output:
         "data/raw/{path}",
     wildcard_constraints:
         path=_alternatives(downloads_of_kind("file")),
     params:
         source=lambda w: settings(config["downloads"][w.path]),
+        sources=lambda w, input: f"--sources {input.sources}" if "sources" in input.keys() else "",
     conda:
         "../../envs/core.yaml"
     log:
@@ -16,17 +44,20 @@ rule download_file:
         "benchmarks/download/{path}.tsv"
     retries: 2
     shell:
-        "llava-gemma download --out {output} --settings '{params.source}' > {log} 2>&1"
+        "llava-gemma download --out {output} {params.sources} --settings '{params.source}' > {log} 2>&1"
 
 
 # A hub folder (MMVP's 300 images) in one job: one snapshot instead of a job per file.
 rule download_folder:
+    input:
+        unpack(hub_download_inputs),
     output:
         directory("data/raw/{path}"),
     wildcard_constraints:
         path=_alternatives(downloads_of_kind("folder")),
     params:
         source=lambda w: settings(config["downloads"][w.path]),
+        sources=lambda w, input: f"--sources {input.sources}" if "sources" in input.keys() else "",
     conda:
         "../../envs/core.yaml"
     log:
@@ -35,16 +66,19 @@ rule download_folder:
         "benchmarks/download/{path}.tsv"
     retries: 2
     shell:
-        "llava-gemma download --out {output} --settings '{params.source}' > {log} 2>&1"
+        "llava-gemma download --out {output} {params.sources} --settings '{params.source}' > {log} 2>&1"
 
 
 rule download_model:
+    input:
+        sources=ancient(SOURCES_JSON),
     output:
         directory("data/models/{model}"),
     wildcard_constraints:
         model=_alternatives(models_from("hub")),
     params:
         repo=lambda w: STUDY.model_source(w.model)["hub"],
+        source=lambda w: settings(STUDY.model_source(w.model)),
     conda:
         "../../envs/core.yaml"
     log:
@@ -52,7 +86,8 @@ rule download_model:
     benchmark:
         "benchmarks/download_model/{model}.tsv"
     shell:
-        "llava-gemma download-model --repo {params.repo} --out {output} > {log} 2>&1"
+        "llava-gemma download-model --repo {params.repo} --out {output} --sources {input.sources}"
+        " --settings '{params.source}' > {log} 2>&1"
 
 
 # A checkpoint folder on disk (`local:`), e.g. the toy study's LMs shipped in models/: copied into

@@ -85,7 +85,7 @@ rule fit_factor_effects:
         csv=report("results/report/effects.csv", caption="../report/effects_table.rst", category="Factor effects"),
         png=report("results/report/effects.png", caption="../report/effects.rst", category="Factor effects"),
     params:
-        settings=settings(dict(cells=report_cells(), benchmarks=BENCHMARKS, design=config.get("design", "full"),
+        settings=settings(dict(cells=report_cells(), benchmarks=SCORED_BENCHMARKS, design=config.get("design", "full"),
                                factors=[[f.name, list(f.levels)] for f in STUDY.factors])),
     conda:
         "../../envs/core.yaml"
@@ -180,11 +180,13 @@ rule write_model_card:
 rule describe_study:
     input:
         all_metrics(),
+        [SOURCES_JSON] if HUB_SOURCES else [],
     output:
         report("results/report/study.csv", caption="../report/study.rst", category="Study"),
     params:
         settings=settings(dict(study=config["study"], configfiles=[shown_path(f) for f in workflow.configfiles],
-                               cells=list(CELLS), benchmarks=BENCHMARKS)),
+                               cells=list(CELLS), benchmarks=BENCHMARKS,
+                               **({"sources": SOURCES_JSON} if HUB_SOURCES else {}))),
         repo=portable_path(workflow.basedir),
     conda:
         "../../envs/core.yaml"

@@ -7,6 +7,7 @@ the versions are those of the software that ran; the commit is the pipeline chec
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import subprocess
 import sys
@@ -50,7 +51,18 @@ def study_metadata(settings: dict[str, Any], repo: Path) -> list[tuple[str, str]
             ("report made (UTC)", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())),
             ("python", sys.version.split()[0]),
             ("platform", platform.platform())]
-    return rows + [(name, version(name)) for name in PACKAGES]
+    return rows + source_rows(settings.get("sources")) + [(name, version(name)) for name in PACKAGES]
+
+
+def source_rows(sources_json: str | None) -> list[tuple[str, str]]:
+    """One row per hub source: the commit the run read it at (the preflight's data/raw/sources.json)."""
+    if not sources_json or not Path(sources_json).is_file():
+        return []
+    rows = []
+    for entry in json.loads(Path(sources_json).read_text()).values():
+        pinned = "pinned" if entry["revision"] == entry["commit"] else "unpinned: the default branch then"
+        rows.append((f"source {entry['repo_type']} {entry['hub']}", f"{entry['commit']} ({pinned})"))
+    return sorted(rows)
 
 
 def write_study_metadata(settings: dict[str, Any], repo: Path, out: Path) -> dict[str, str]:

@@ -4,6 +4,11 @@ Members are written into a staging folder of this archive's own (``.<into>.<arch
 beside ``into``), then moved into ``into``. Several archives may fill one folder (the two Visual
 Genome parts), and Snakemake may unpack them at the same time, so no staging folder is shared
 and moving in is file by file.
+
+What an archive must hold is checked before anything moves in (``expect``: paths, below ``into``,
+that must exist after unpacking; and always at least one file): a ``members`` filter or an assumed
+inner layout that finds nothing fails here, in one sentence, and the rule writes no done-marker,
+instead of an evaluation failing after all training.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import zipfile
 from pathlib import Path
 
 from llava_gemma.data.jsonstream import BrokenFile
+from llava_gemma.errors import UserError
+
+
+class ArchiveLayoutError(UserError, ValueError):
+    """An archive unpacked completely but lacks what its `extract` entry expects."""
 
 
 def staging_folder(archive: Path, into: Path) -> Path:
@@ -23,8 +33,13 @@ def staging_folder(archive: Path, into: Path) -> Path:
     return into.parent / f".{into.name}.{Path(archive).name}.{tag}.part"
 
 
-def extract_zip(archive: Path, into: Path, *, strip: int = 0, members: list[str] | None = None) -> int:
-    """Extract (optionally only ``members``, dropping ``strip`` leading path parts); returns files written."""
+def extract_zip(archive: Path, into: Path, *, strip: int = 0, members: list[str] | None = None,
+                expect: list[str] | None = None) -> int:
+    """Extract (optionally only ``members``, dropping ``strip`` leading path parts); returns files written.
+
+    Raises ``ArchiveLayoutError`` (and moves nothing in) when no file was written or a path of ``expect``
+    is missing below the unpacked tree.
+    """
     archive, into = Path(archive), Path(into)
     part = staging_folder(archive, into)
     shutil.rmtree(part, ignore_errors=True)  # a killed earlier attempt of this archive only
@@ -46,8 +61,29 @@ def extract_zip(archive: Path, into: Path, *, strip: int = 0, members: list[str]
     except zipfile.BadZipFile:
         shutil.rmtree(part, ignore_errors=True)
         raise BrokenFile(f"{archive} is not a complete zip archive; delete it and rerun its download rule.") from None
+    try:
+        check_layout(archive, part, written, strip=strip, members=members, expect=expect)
+    except ArchiveLayoutError:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     _move_in(part, into)
     return written
+
+
+def check_layout(archive: Path, unpacked: Path, written: int, *, strip: int = 0, members: list[str] | None = None,
+                 expect: list[str] | None = None) -> None:
+    """One sentence naming the archive and what it lacks, when it gave no file or not every expected path."""
+    how = f" (members {', '.join(members)})" if members else (f" (strip {strip})" if strip else "")
+    if written == 0:
+        raise ArchiveLayoutError(f"{archive} gave no file{how}: its `extract` entry expects "
+                                 f"{', '.join(expect) if expect else 'at least one file'}; check the archive and "
+                                 "its members/strip in the config's `extract`, or delete it and rerun its download.")
+    missing = [path for path in expect or [] if not (unpacked / path).exists()]
+    if missing:
+        found = sorted({p.relative_to(unpacked).parts[0] for p in unpacked.rglob("*")})[:5]
+        raise ArchiveLayoutError(f"{archive} lacks {', '.join(missing)} after unpacking{how} (its top level holds "
+                                 f"{', '.join(found)}); fix `expect`/`strip` in the config's `extract`, or delete "
+                                 "the archive and rerun its download.")
 
 
 def _move_in(part: Path, into: Path) -> None:

@@ -3,7 +3,8 @@
 Reasons (keys of the filter report): ``image_missing``, ``image_empty`` (zero bytes or zero
 pixels), ``image_unreadable`` (not an image, or cannot be opened), ``image_truncated`` and
 ``image_undecodable`` (the pixel data is cut short or corrupt; found by decoding, which a header
-check misses), ``image_too_large`` (PIL's decompression-bomb limit).
+check misses), ``image_too_large`` (PIL's decompression-bomb limit), ``image_too_small`` (a side under
+``MIN_SIDE`` pixels: the 1 x 1 placeholder a dead image host answers with decodes fine, and would be trained on).
 
 GIF or PNG content under a ``.jpg`` name (OCR-VQA's covers are full of them) is not dropped: its
 first frame is written as an RGB JPEG under the dataset's ``converted/`` folder, which the loader
@@ -22,6 +23,10 @@ from PIL import Image, UnidentifiedImageError
 
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
 CONVERTED_QUALITY = 95
+# Smallest side kept: every source's real images are hundreds of pixels a side (the toy world's 64), so this drops
+# only placeholders and icons, which the tower would see as a blur at 224 or 336 pixels.
+MIN_SIDE = 16
+KNOWN_VERSION = 2  # 2: verdicts include image_too_small (a version-1 cache is checked afresh)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ def check_image(path: Path, converted_path: Path | None = None, *, decode: bool 
         with handle, Image.open(handle) as img:
             if img.width == 0 or img.height == 0:
                 return ImageCheck("image_empty")
+            if min(img.width, img.height) < MIN_SIDE:
+                return ImageCheck("image_too_small")
             misnamed = path.suffix.lower() in JPEG_SUFFIXES and img.format != "JPEG"
             if img.format == "JPEG" and decode:
                 img.draft("RGB", (1, 1))  # the smallest scale libjpeg offers (1/8)
@@ -106,7 +113,8 @@ def check_images(paths: list[str], image_root: Path, converted_root: Path | None
 def load_known(path: Path) -> Known:
     """Verdicts saved by an earlier run (an unreadable file just means starting afresh)."""
     try:
-        known = json.loads(path.read_text())["images"]
+        saved = json.loads(path.read_text())
+        known = saved["images"] if saved.get("version") == KNOWN_VERSION else {}
         return known if isinstance(known, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
@@ -114,7 +122,7 @@ def load_known(path: Path) -> Known:
 
 def save_known(path: Path, known: Known) -> None:
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps({"version": 1, "images": known}))
+    tmp.write_text(json.dumps({"version": KNOWN_VERSION, "images": known}))
     os.replace(tmp, path)
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,14 +134,24 @@ def decodable_rows(questions: Sequence[Question], rows: Sequence[int], pixels: P
 
 def answer_shard(model, processor, questions: Sequence[Question], prompts: Sequence[str],
                  plan: Sequence[Sequence[int]], batches: Sequence[int], *, max_new_tokens: int, blind: bool,
-                 out_file: Path) -> None:
-    """Generate ``batches`` (numbers into ``plan``) and append each to ``out_file`` once it is whole."""
+                 out_file: Path, prefetch: bool = True) -> None:
+    """Generate ``batches`` (numbers into ``plan``) and append each to ``out_file`` once it is whole.
+
+    With ``prefetch``, the next batch's images are decoded and preprocessed on a worker thread while this
+    batch generates (PIL's decoders and the image processor's numpy work release the GIL), so the
+    generating thread finds them ready; the answers are the same either way."""
     pixels = PixelCache(processor.image_processor, blind)
     static = static_shapes_for(model)
-    with _open_for_append(out_file) as f:
-        for k in batches:
-            answers: dict[int, Answer] = {}
-            rows = decodable_rows(questions, plan[k], pixels, answers)
+
+    def decode(k: int) -> tuple[dict[int, Answer], list[int]]:
+        failed: dict[int, Answer] = {}
+        return failed, decodable_rows(questions, plan[k], pixels, failed)
+
+    with _open_for_append(out_file) as f, ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+        upcoming = pool.submit(decode, batches[0]) if prefetch and batches else None
+        for n, k in enumerate(batches):
+            answers, rows = upcoming.result() if upcoming is not None else decode(k)
+            upcoming = pool.submit(decode, batches[n + 1]) if prefetch and n + 1 < len(batches) else None
             if rows:
                 texts = answer_rows(model, processor, questions, prompts, rows, pixels, max_new_tokens, static)
                 answers.update({i: Answer(t) for i, t in texts.items()})

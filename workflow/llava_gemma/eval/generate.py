@@ -12,6 +12,7 @@ checks it), so answers do not depend on this bookkeeping.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
@@ -43,7 +44,8 @@ def question_image(question: Question, image_processor, blind: bool) -> Image.Im
 
 class PixelCache:
     """Preprocessed pixels per image file, computed on first use and kept while they fit in
-    ``max_bytes`` (least recently used first out): a full-size VQAv2 test-dev would not fit."""
+    ``max_bytes`` (least recently used first out): a full-size VQAv2 test-dev would not fit.
+    Thread-safe: the next batch's images are decoded on a worker thread (eval/answers.py)."""
 
     def __init__(self, image_processor, blind: bool, max_bytes: int = 1 << 30) -> None:
         self.image_processor = image_processor
@@ -51,18 +53,22 @@ class PixelCache:
         self.max_bytes = max_bytes
         self._pixels: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
 
     def __call__(self, question: Question) -> torch.Tensor:
         key = "<blank>" if self.blind else str(question.image_path)  # every blind question shares one blank
-        if key in self._pixels:
-            self._pixels.move_to_end(key)
-            return self._pixels[key]
-        image = question_image(question, self.image_processor, self.blind)
+        with self._lock:
+            if key in self._pixels:
+                self._pixels.move_to_end(key)
+                return self._pixels[key]
+        image = question_image(question, self.image_processor, self.blind)  # outside the lock: the slow part
         pixels = self.image_processor(image, return_tensors="pt")["pixel_values"][0]
-        self._pixels[key] = pixels
-        self._bytes += pixels.nbytes
-        while self._bytes > self.max_bytes and len(self._pixels) > 1:
-            self._bytes -= self._pixels.popitem(last=False)[1].nbytes
+        with self._lock:
+            if key not in self._pixels:
+                self._pixels[key] = pixels
+                self._bytes += pixels.nbytes
+            while self._bytes > self.max_bytes and len(self._pixels) > 1:
+                self._bytes -= self._pixels.popitem(last=False)[1].nbytes
         return pixels
 
 

@@ -3,9 +3,10 @@
     llava-gemma rehearse build --config config.yaml --out /tmp/mirror    # generate the stand-ins (~30 s)
     llava-gemma rehearse serve --root /tmp/mirror [--port 8765]           # serve them; prints the settings
 
-``serve`` prints the two settings that point the pipeline at the mirror, unchanged otherwise::
+``serve`` prints the settings that point the pipeline at the mirror, unchanged otherwise::
 
     export HF_ENDPOINT=http://127.0.0.1:8765                    # huggingface_hub's own setting
+    export HF_TOKEN=hf_rehearsal_loopback_only                  # opens the gated Gemma stand-ins
     export LLAVA_GEMMA_URL_MIRROR=http://127.0.0.1:8765/urls    # scheme://host/path -> <base>/host/path
 
 and the one manual step the paper config has: OCR-VQA's dataset.json, which a user places by hand,
@@ -27,6 +28,8 @@ from llava_gemma.rehearsal.server import MirrorServer
 from llava_gemma.rehearsal.sources import NoStandIn, build_sources
 
 EXPECTED = "expected_questions.json"
+# Gated on the hub (a licence to accept, then a token): their stand-ins are gated too.
+GATED = {"google/gemma-2b-it", "google/gemma-7b-it"}
 # Hub id -> how its stand-in is built (the architecture each real checkpoint has).
 REPO_MODELS = {
     "google/gemma-2b-it": lambda out, corpus: build_gemma(out, corpus, "2b"),
@@ -53,8 +56,26 @@ def build_mirror(root: Path, config_path: Path, seed: int = 0) -> dict:
                                 "REPO_MODELS in workflow/llava_gemma/rehearsal/build.py.")
             REPO_MODELS[repo](root / "hub" / "model" / repo, corpus)
             models[level] = repo
+    (root / "gated.json").write_text(json.dumps(sorted(f"model/{r}" for r in models.values() if r in GATED)) + "\n")
+    (root / "revisions.json").write_text(json.dumps(pinned_revisions(config), indent=1, sort_keys=True) + "\n")
     (root / EXPECTED).write_text(json.dumps(questions, indent=1) + "\n")
     return {"root": str(root), "models": models, "questions": questions}
+
+
+def pinned_revisions(config: dict) -> dict[str, str]:
+    """``<kind>/<repo>`` -> the commit the config pins it to: the mirror serves each repo under that commit id."""
+    from llava_gemma.data.sources import COMMIT
+    from llava_gemma.recipe import MODEL_KEYS
+
+    pins = {f"{src.get('repo_type', 'dataset')}/{src['hub']}": src["revision"]
+            for src in config.get("downloads", {}).values() if "hub" in src and COMMIT.match(src.get("revision", ""))}
+    for factor in config["grid"]:
+        for overrides in factor["levels"].values():
+            for kind in MODEL_KEYS:
+                src = overrides.get(kind, {})
+                if "hub" in src and COMMIT.match(src.get("revision", "")):
+                    pins[f"model/{src['hub']}"] = src["revision"]
+    return pins
 
 
 def serve(root: Path, port: int = 0, ready: threading.Event | None = None) -> None:

@@ -16,6 +16,12 @@ pipeline's own URL downloader ask for; nothing else:
   ``Content-Range``; 416 past the end), which both resumable downloaders use;
 - ``POST /judge/v1/chat/completions``: a stand-in MM-Vet judge (OpenAI-compatible, constant score).
 
+Gated repos (``<root>/gated.json``, the Gemma stand-ins, as on the hub) list ``gated: "manual"`` and
+answer ``401 GatedRepo`` to any request without an ``Authorization`` header but their info, as the hub
+does; ``GET /api/<type>s/<owner>/<name>/auth-check`` answers whether the request carries one. A repo
+pinned in the config (``<root>/revisions.json``) answers under that commit id, so a pinned config
+rehearses unchanged.
+
 Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) as the hub
 sends them, so the client raises its own typed errors. Repos live on disk under
 ``<root>/hub/{model,dataset}/<owner>/<name>/`` and URL files under ``<root>/urls/<host>/<path>``.
@@ -36,6 +42,7 @@ LFS_SUFFIXES = {".safetensors", ".bin", ".h5", ".msgpack", ".gguf", ".zip", ".pa
 LFS_MIN_SIZE = 10 << 20  # the hub stores anything larger through LFS
 CHUNK = 1 << 20
 JUDGE_SCORE = "0.5"
+REHEARSAL_TOKEN = "hf_rehearsal_loopback_only"  # any token opens the gated stand-ins; the hub never sees it
 
 
 @dataclass(frozen=True)
@@ -62,15 +69,16 @@ class HubFile:
 class HubRepo:
     """One repo: its files (read once) and a commit hash derived from their contents."""
 
-    def __init__(self, repo_id: str, kind: str, folder: Path):
-        self.repo_id, self.kind, self.folder = repo_id, kind, folder
+    def __init__(self, repo_id: str, kind: str, folder: Path, *, gated: bool = False, pinned: str | None = None):
+        self.repo_id, self.kind, self.folder, self.gated = repo_id, kind, folder, gated
         self.files = {p.relative_to(folder).as_posix(): HubFile(p) for p in sorted(folder.rglob("*")) if p.is_file()}
         listing = "\n".join(f"{name} {f.sha256}" for name, f in self.files.items())
-        self.sha = hashlib.sha1(f"{kind}/{repo_id}\n{listing}".encode()).hexdigest()
+        self.sha = pinned or hashlib.sha1(f"{kind}/{repo_id}\n{listing}".encode()).hexdigest()
 
     def info(self) -> dict:
         return {"_id": self.sha[:24], "id": self.repo_id, "sha": self.sha, "private": False, "disabled": False,
-                "gated": False, "lastModified": "2024-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0,
+                "gated": "manual" if self.gated else False,
+                "lastModified": "2024-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0,
                 "siblings": [{"rfilename": name} for name in self.files]}
 
     def path_info(self, name: str) -> dict:
@@ -87,12 +95,19 @@ class MirrorStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.repos: dict[tuple[str, str], HubRepo] = {}
+        gated = set(_read_json(self.root / "gated.json", []))
+        pinned = _read_json(self.root / "revisions.json", {})
         for kind in ("model", "dataset"):
             base = self.root / "hub" / kind
             for folder in sorted(p for p in base.glob("*/*") if p.is_dir()) if base.is_dir() else []:
                 repo_id = folder.relative_to(base).as_posix()
-                self.repos[kind, repo_id] = HubRepo(repo_id, kind, folder)
+                self.repos[kind, repo_id] = HubRepo(repo_id, kind, folder, gated=f"{kind}/{repo_id}" in gated,
+                                                    pinned=pinned.get(f"{kind}/{repo_id}"))
         self.blobs = {f.sha256: f for repo in self.repos.values() for f in repo.files.values() if f.is_lfs}
+
+
+def _read_json(path: Path, default):
+    return json.loads(path.read_text()) if path.is_file() else default
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -133,9 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, head: bool) -> None:
         parts = self._parts()
+        if parts[:1] == ["api"] and len(parts) == 5 and parts[4] == "auth-check":
+            repo = self._repo(parts[1][:-1], f"{parts[2]}/{parts[3]}", "main", check_token=True)
+            return None if repo is None else self._json({"ok": True}, head=head)
         if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
             rev = parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main"
-            repo = self._repo(parts[1][:-1], f"{parts[2]}/{parts[3]}", rev)
+            repo = self._repo(parts[1][:-1], f"{parts[2]}/{parts[3]}", rev, check_token=False)
             return None if repo is None else self._json(repo.info(), head=head)
         if parts[:1] == ["lfs"] and len(parts) == 2 and parts[1] in self.server.store.blobs:
             return self._send_file(self.server.store.blobs[parts[1]].path, head)
@@ -151,10 +169,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, "EntryNotFound", "no such route")
 
     # --- answers ---------------------------------------------------------------------------------
-    def _repo(self, kind: str, repo_id: str, rev: str) -> HubRepo | None:
+    def _repo(self, kind: str, repo_id: str, rev: str, check_token: bool = True) -> HubRepo | None:
         repo = self.server.store.repos.get((kind, repo_id))
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+        elif repo.gated and check_token and not self.headers.get("Authorization"):
+            self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access to it and "
+                                          "be authenticated to access it. Please log in.")
+            repo = None
         elif rev not in ("main", repo.sha):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             repo = None
@@ -249,8 +271,10 @@ class MirrorServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def environment(self) -> dict[str, str]:
-        """The settings that point the pipeline here: the hub endpoint, the URL mirror and the MM-Vet judge."""
-        return {"HF_ENDPOINT": self.base_url, "LLAVA_GEMMA_URL_MIRROR": f"{self.base_url}/urls",
+        """The settings that point the pipeline here: the hub endpoint and a token (the gated stand-ins), the URL
+        mirror and the MM-Vet judge."""
+        return {"HF_ENDPOINT": self.base_url, "HF_TOKEN": REHEARSAL_TOKEN,
+                "LLAVA_GEMMA_URL_MIRROR": f"{self.base_url}/urls",
                 "LLAVA_GEMMA_JUDGE_BASE_URL": f"{self.base_url}/judge/v1"}
 
     def start(self) -> MirrorServer:

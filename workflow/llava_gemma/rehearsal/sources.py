@@ -11,10 +11,13 @@ entry's destination under data/raw (the URL or hub file itself comes from the co
   (``images/``: the mix's and test-dev's) and questions1.2.zip (``testdev_balanced_questions.json`` at
   the top, beside another question file the ``members`` filter must skip), TextVQA (``train_images/``),
   the two Visual Genome zips (``VG_100K/``, ``VG_100K_2/``), the VQAv2 question and annotation zips
-  (one JSON each at the top), POPE's three JSON-lines files, mm-vet.zip (``mm-vet/mm-vet.json``,
+  (one JSON each at the top; half the val2014 images also in train2017, as COCO 2017 moved most of them), the
+  VQAv2 test questions zip (test-dev and test2015 JSON at the top) and COCO test2015.zip (``test2015/``),
+  POPE's three JSON-lines files, mm-vet.zip (``mm-vet/mm-vet.json``,
   ``mm-vet/images/``), ScienceQA's problems.json, pid_splits.json and test.zip (``test/<pid>/image.png``);
-- OCR-VQA: ``dataset.json`` (book id -> ``imageURL`` on Amazon's image host, title, questions, answers;
-  the file a user places by hand) and the covers at those URLs, one of them a GIF as many real ones are.
+- OCR-VQA: the hub mirror's zip (``images/<book id>.jpg``) when config.yaml names it (``source: hub``);
+  with ``source: urls``, ``dataset.json`` (book id -> ``imageURL`` on Amazon's image host, title, questions,
+  answers; the file a user places by hand) and the covers at those URLs. One cover is a GIF as many real ones are.
 
 Layouts not known here, and so assumed (the code follows the config's ``extract`` entries): that
 questions1.2.zip keeps its JSON files at the top level and that the VQAv2 zips hold one JSON file
@@ -132,10 +135,44 @@ def _mmvet(world: World) -> list[tuple[str, Path | bytes]]:
 def _vqav2(name: str) -> Callable[[World], list[tuple[str, Path | bytes]]]:
     def members(world: World) -> list[tuple[str, Path | bytes]]:
         path = world.bench / "vqav2" / name
-        if "questions" in name:
-            world.count("vqav2", len(json.loads(path.read_text())["questions"]))
+        if "questions" in name:  # the val2017 split leaves out the questions on images also in train2017
+            questions = json.loads(path.read_text())["questions"]
+            train2017 = _vqav2_in_train2017(world) | {int(p.stem) for p in (world.images / "coco").rglob("*.jpg")}
+            world.count("vqav2", sum(q["image_id"] not in train2017 for q in questions))
         return [(name, path)]
     return members
+
+
+def _vqav2_in_train2017(world: World) -> set[int]:
+    """Half the stand-in val2014 images are also in train2017, as 35,504 of the real 40,504 are."""
+    questions = json.loads((world.bench / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+    return set(sorted({q["image_id"] for q in questions["questions"]})[::2])
+
+
+def _coco_train2017(world: World) -> list[tuple[str, Path | bytes]]:
+    """The mix's train2017 images, and the val2014 images COCO 2017 moved into train (named by their id)."""
+    val2014 = world.bench / "vqav2" / "val2014"
+    return _tree(world.images / "coco", "") + [
+        (f"train2017/{i:012d}.jpg", val2014 / f"COCO_val2014_{i:012d}.jpg") for i in sorted(_vqav2_in_train2017(world))]
+
+
+def _vqav2_test_questions(world: World) -> list[tuple[str, Path | bytes]]:
+    """test-dev (counted) and the whole test2015 set (test-dev plus questions the run leaves unanswered)."""
+    questions = json.loads((world.bench / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+    questions = questions["questions"]
+    head = {"info": {"description": "stand-in VQAv2 test"}, "task_type": "Open-Ended", "data_type": "mscoco"}
+    dev = [{**q, "question_id": q["question_id"] + 1} for q in questions]
+    full = dev + [{**q, "question_id": q["question_id"] + 2} for q in questions]
+    world.count("vqav2_testdev", len(dev))
+    return [("v2_OpenEnded_mscoco_test-dev2015_questions.json",
+             json.dumps({**head, "data_subtype": "test-dev2015", "questions": dev}).encode()),
+            ("v2_OpenEnded_mscoco_test2015_questions.json",
+             json.dumps({**head, "data_subtype": "test2015", "questions": full}).encode())]
+
+
+def _coco_test2015(world: World) -> list[tuple[str, Path | bytes]]:
+    return [(f"test2015/{p.name.replace('val2014', 'test2015')}", p)
+            for p in sorted((world.bench / "vqav2" / "val2014").glob("*.jpg"))]
 
 
 def _scienceqa_problems(world: World, dest: Path) -> None:
@@ -162,7 +199,7 @@ BUILDERS: dict[str, Callable[[World, Path], None]] = {
     "llava_pretrain/chat.json": _copy(lambda w: w.main / "llava_pretrain" / "chat.json"),
     "llava_pretrain/images.zip": _copy(lambda w: w.main / "llava_pretrain" / "images.zip"),
     "llava_instruct/llava_v1_5_mix665k.json": _copy(lambda w: w.main / "llava_instruct" / "llava_v1_5_mix665k.json"),
-    "archives/coco_train2017.zip": _zipped(lambda w: _tree(w.images / "coco", "")),
+    "archives/coco_train2017.zip": _zipped(_coco_train2017),
     "archives/gqa_images.zip": _zipped(lambda w: _tree(w.images / "gqa" / "images", "images/")
                                        + _tree(w.main / "benchmarks" / "gqa" / "images", "images/")),
     "archives/textvqa_train_val_images.zip": _zipped(lambda w: _tree(w.images / "textvqa", "")),
@@ -174,11 +211,24 @@ BUILDERS: dict[str, Callable[[World, Path], None]] = {
     "archives/mm-vet.zip": _zipped(_mmvet),
     "archives/vqav2_val_questions.zip": _zipped(_vqav2("v2_OpenEnded_mscoco_val2014_questions.json")),
     "archives/vqav2_val_annotations.zip": _zipped(_vqav2("v2_mscoco_val2014_annotations.json")),
+    "archives/vqav2_test_questions.zip": _zipped(_vqav2_test_questions),
+    "archives/coco_test2015.zip": _zipped(_coco_test2015),
     "benchmarks/scienceqa_img/problems.json": _scienceqa_problems,
     "benchmarks/scienceqa_img/pid_splits.json": _copy(lambda w: w.bench / "scienceqa_img" / "pid_splits.json"),
     "archives/scienceqa_test_images.zip": _zipped(lambda w: _tree(w.bench / "scienceqa_img" / "test", "test/")),
     "benchmarks/mmvp/Questions.csv": _mmvp_questions,
+    # OCR-VQA's hub mirror (weizhiwang/llava_v15_instruction_images): images/<book id>.jpg.
+    "archives/ocr_vqa_images.zip": _zipped(lambda w: _ocr_vqa_covers(w)),
 }
+
+
+def _ocr_vqa_covers(world: World) -> list[tuple[str, Path | bytes]]:
+    covers = _tree(world.images / "ocr_vqa" / "images", "images/")
+    if covers:  # many real covers are GIFs under a .jpg name
+        buf = io.BytesIO()
+        Image.open(covers[0][1]).convert("RGB").save(buf, "GIF")
+        covers[0] = (covers[0][0], buf.getvalue())
+    return covers
 
 
 def _builder(key: str) -> Callable[[World, Path], None]:

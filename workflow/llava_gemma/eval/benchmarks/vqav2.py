@@ -15,6 +15,15 @@ Source
     The study reports test-dev, which only EvalAI can score; val2014 has public answers, so the
     same scorer runs locally. ``limit`` takes a seeded subset of questions.
 
+Splits (option ``split``)
+    ``val2014`` (default): every val2014 question (214,354). But 35,504 of val2014's 40,504 images
+    are in COCO train2017, which the 665k mix trains on (``coco/train2017``), so most of it was seen.
+    ``val2017``: only the questions on val2014 images that are not in train2017, i.e. COCO val2017's
+    5,000 images (val2017 = val2014 minus train2017), which no stage trains on. The split is found
+    without another download: the train2017 folder the mix unpacks
+    (``<root>/../../llava_instruct/images/coco/train2017``, files named ``<image_id:012d>.jpg``) is
+    listed and its ids left out. ``metrics.json`` names the split.
+
 Prompt
     ``question`` followed by ``SHORT_ANSWER_SUFFIX``, as LLaVA-1.5's ``llava_vqav2_mscoco_test-dev2015``
     questions and lmms-eval's ``vqav2_val``. Target: the 10 human answers.
@@ -138,14 +147,38 @@ def _load_json(path: Path, key: str) -> list[Any]:
     return data[key]
 
 
+SPLITS = ("val2014", "val2017")
+TRAIN2017 = Path("llava_instruct") / "images" / "coco" / "train2017"  # below data/raw, as the mix unpacks it
+
+
+def train2017_ids(folder: Path) -> set[int]:
+    """COCO image ids of the train2017 folder (``000000391895.jpg`` -> 391895)."""
+    return {int(p.stem) for p in folder.iterdir() if p.suffix.lower() == ".jpg" and p.stem.isdigit()}
+
+
 class VQAv2Benchmark(Benchmark):
     name: ClassVar[str] = "vqav2"
     max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
+
+    def __init__(self, split: str = "val2014") -> None:
+        self.split = split
+
+    def with_options(self, *, split: str = "val2014", **others: Any) -> VQAv2Benchmark:
+        super().with_options(**others)
+        if split not in SPLITS:
+            from llava_gemma.errors import UserError
+
+            raise UserError(f"eval.benchmarks.vqav2.split is {split!r}; use one of {', '.join(SPLITS)}.")
+        return VQAv2Benchmark(split)
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
         qpath = require_path(root / QUESTIONS_FILE, "VQAv2")
         apath = require_path(root / ANNOTATIONS_FILE, "VQAv2")
+        seen = set()
+        if self.split == "val2017":  # leave out every image the instruction mix trains on
+            seen = train2017_ids(require_path(root.parent.parent / TRAIN2017, "VQAv2 split val2017 (COCO train2017, "
+                                              "to leave out its images)", is_dir=True))
         shared = root.parent / "pope" / "val2014"
         image_dir = shared if shared.is_dir() and not (root / "val2014").is_dir() else require_path(
             root / "val2014", "VQAv2", is_dir=True)
@@ -160,6 +193,8 @@ class VQAv2Benchmark(Benchmark):
         skipped = 0
         for q in raw:
             ok = isinstance(q, dict) and isinstance(q.get("question"), str) and isinstance(q.get("image_id"), int)
+            if ok and q["image_id"] in seen:
+                continue  # not a question of this split
             ann = annotations.get(str(q.get("question_id"))) if ok else None
             if ann is None:
                 skipped += 1
@@ -172,7 +207,8 @@ class VQAv2Benchmark(Benchmark):
                 meta={"answer_type": ann.get("answer_type", "other"), "question_type": ann.get("question_type"),
                       "image_id": str(q["image_id"])},
             ))
-        return finish_loading(questions, benchmark="VQAv2", source=qpath, skipped=skipped, total=len(raw),
+        return finish_loading(questions, benchmark="VQAv2", source=qpath, skipped=skipped,
+                              total=len(questions) + skipped,
                               what="questions (malformed or without annotation)",
                               nothing="questions with annotations", limit=limit, seed=seed)
 
@@ -186,4 +222,4 @@ class VQAv2Benchmark(Benchmark):
         out = mean_by_group(records, "score", "answer_type", scale=100)
         out.update(interval_keys("accuracy", mean_interval([float(r["score"]) for r in records], scale=100.0,
                                                         clusters=[r.get("image", i) for i, r in enumerate(records)])))
-        return out
+        return {**out, "split": self.split}

@@ -52,6 +52,7 @@ def submission_entries(records: list[dict[str, Any]], full_ids: list[int] | None
 class VQAv2TestDevBenchmark(Benchmark):
     name: ClassVar[str] = "vqav2_testdev"
     max_new_tokens: ClassVar[int] = 128  # LLaVA's model_vqa_loader.py default
+    scored: ClassVar[bool] = False  # no per-question score: the factor-effect models leave it out
 
     def load(self, root: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
         root = Path(root)
