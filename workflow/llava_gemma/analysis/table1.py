@@ -54,8 +54,10 @@ SPLITS: dict[str, str] = {
     "mmvp": "MMVP",
     "scienceqa_img": "test, image questions",
 }
+VQAV2_VAL2017 = "val2014 on val2017 images"
 TESTDEV_SUBMISSION = "results/cells/<cell>/eval/vqav2_testdev/submission.json"
-SPLIT_NOTE = (f"Splits in brackets. VQAv2 is scored locally on val2014; the paper reports test-dev, which only "
+SPLIT_NOTE = (f"Splits in brackets. VQAv2 is scored locally (val2014 questions; `split: val2017` keeps those on COCO "
+              "val2017 images, which the instruction mix never trains on); the paper reports test-dev, which only "
               f"EvalAI scores: upload {TESTDEV_SUBMISSION} (written when eval.benchmarks lists vqav2_testdev) to "
               "the VQA Challenge's test-dev phase for that number.")
 # How the Markdown/LaTeX tables print a column: fractions with 3 decimals, points and percent with 1.
@@ -109,6 +111,8 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
                 counts = failed.setdefault(cell.cell, {})
                 counts[bench] = counts.get(bench, 0) + int(metrics["failed_questions"])
         row.update({f"{column}_split": SPLITS[column] for column in COLUMNS})
+        if read.get("vqav2", {}).get("split") == "val2017":  # its `split` setting (eval/benchmarks/vqav2.py)
+            row["vqav2_split"] = VQAV2_VAL2017
         rows.append(row)
     table = pd.DataFrame(rows)
     if any(c.replicate > 1 for c in cells):
@@ -203,11 +207,18 @@ def table_note(table: pd.DataFrame) -> str:
             + failures)
 
 
+def column_split(table: pd.DataFrame, column: str) -> str:
+    """The split a column was measured on: the rows' own (VQAv2's depends on its setting), else SPLITS."""
+    found = table.get(f"{column}_split", pd.Series(dtype=str)).dropna().unique()
+    return str(found[0]) if len(found) == 1 else SPLITS[column]
+
+
 def table1_display(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     """Factor columns plus one ``value [interval]`` text column per benchmark column."""
     shown = table[factor_columns(table)].copy()
     for column in COLUMNS:
-        shown[f"{column} [{SPLITS[column]}]"] = [format_cell(row, column, bold) for _, row in table.iterrows()]
+        cells = [format_cell(row, column, bold) for _, row in table.iterrows()]
+        shown[f"{column} [{column_split(table, column)}]"] = cells
     shown[FAILED_COLUMN] = [_failed_text(row) for _, row in table.iterrows()]
     return shown
 
