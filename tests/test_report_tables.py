@@ -189,6 +189,22 @@ def test_every_number_names_its_split_and_vqav2_differs_from_the_paper(tmp_path)
     assert "vqav2: ours val2014, paper test-dev" in text and "gqa: test-dev balanced (both)" in text
 
 
+def test_vqav2_on_val2017_images_is_named_so_in_table1_and_beside_the_paper(tmp_path):
+    from llava_gemma.analysis.table1 import VQAV2_VAL2017
+
+    fixture_metrics(tmp_path / "cells")
+    for cell in CELLS:
+        write_json(tmp_path / "cells" / cell.name / "eval" / "vqav2" / "metrics.json",
+                   {"accuracy": 70.0, "split": "val2017"})
+    table = build_table1(CELLS, ["pope", "gqa", "vqav2"], tmp_path / "cells")
+    assert set(table["vqav2_split"]) == {VQAV2_VAL2017}
+    write_table1(table, tmp_path / "report")
+    assert f"vqav2 [{VQAV2_VAL2017}]" in (tmp_path / "report" / "table1.md").read_text()
+    comparison = build_comparison(table, {"2b": None, "7b": None, "clip": None, "dinov2": None})
+    assert set(comparison[comparison["metric"] == "vqav2"]["ours_split"]) == {VQAV2_VAL2017}
+    assert f"vqav2: ours {VQAV2_VAL2017}, paper test-dev" in comparison_markdown(comparison)
+
+
 def test_relative_speed_on_replicated_runs():
     """Two runs of each cell (the design example's replicates) used to raise 'The truth value of a Series
     is ambiguous'; each cell's runs are averaged first."""

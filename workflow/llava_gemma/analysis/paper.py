@@ -66,7 +66,8 @@ def build_comparison(table1: pd.DataFrame, sources: dict[str, str | None]) -> pd
             rows.append({"cell": row["cell"], "metric": column, "paper": theirs, "ours": ours,
                          "ours_ci_low": low, "ours_ci_high": high, "difference": ours - theirs,
                          "paper_in_interval": bool(low <= theirs <= high), "interval_covers": yardstick,
-                         "matched_by": how, "ours_split": SPLITS[column], "paper_split": PAPER_SPLITS[column]})
+                         "matched_by": how, "ours_split": row.get(f"{column}_split", SPLITS[column]),
+                         "paper_split": PAPER_SPLITS[column]})
     return pd.DataFrame(rows, columns=["cell", "metric", "paper", "ours", "ours_ci_low", "ours_ci_high",
                                        "difference", "paper_in_interval", "interval_covers", "matched_by",
                                        "ours_split", "paper_split"])
@@ -85,7 +86,8 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     """Wide view: one row per cell, ``ours / paper (difference)`` per metric."""
     header = f"Ours beside the published numbers ({PAPER_SOURCE}): ours / paper (ours - paper).\n\n"
     if not comparison.empty:
-        header += split_lines(c for c in COLUMNS if c in set(comparison["metric"]))
+        ours = comparison.drop_duplicates("metric").set_index("metric")["ours_split"].to_dict()
+        header += split_lines({c: ours[c] for c in COLUMNS if c in ours})
     if comparison.empty:
         return header + ("No cell of this grid matches a row of the paper "
                          "(neither its checkpoints nor its level names).\n")
@@ -100,14 +102,15 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     return header + to_markdown(pd.DataFrame(wide))
 
 
-def split_lines(metrics) -> str:
-    """Which split each compared number is on; where ours and the paper's differ, said so."""
+def split_lines(ours: dict[str, str]) -> str:
+    """Which split each compared number is on (``ours``: metric -> our split); where ours and the paper's
+    differ, said so."""
     lines = []
-    for m in metrics:
-        if SPLITS[m] == PAPER_SPLITS[m]:
-            lines.append(f"- {m}: {SPLITS[m]} (both)")
+    for m, split in ours.items():
+        if split == PAPER_SPLITS[m]:
+            lines.append(f"- {m}: {split} (both)")
         else:
-            lines.append(f"- {m}: ours {SPLITS[m]}, paper {PAPER_SPLITS[m]}; not the same questions. The "
+            lines.append(f"- {m}: ours {split}, paper {PAPER_SPLITS[m]}; not the same questions. The "
                          f"{PAPER_SPLITS[m]} answers for EvalAI are in {TESTDEV_SUBMISSION}.")
     return "Splits:\n" + "\n".join(lines) + "\n\n"
 
