@@ -56,6 +56,10 @@ def test_an_empty_prediction_never_parses_to_an_answer(name):
     record = bench.score(QUESTIONS[name], "")
     assert record.get("correct", False) is False and record.get("score", 0.0) == 0.0, record
     assert judge.calls == 0  # nothing to grade: no judge request is spent on a failed question
+    from llava_gemma.analysis.outcomes import CLUSTER_FIELD
+
+    if CLUSTER_FIELD.get(name) == "image":  # clustered with its image's other questions, answered or not
+        assert "image" in record, record
 
 
 def test_pope_counts_an_unanswered_question_as_wrong_and_never_as_yes():

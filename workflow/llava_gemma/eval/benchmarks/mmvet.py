@@ -99,7 +99,7 @@ class MMVetBenchmark(Benchmark):
         judge = self.judge_for(Path(question.meta.get("judge_cache", CACHE_FILE)))
         if not prediction.strip():  # a failed question (or an empty answer): nothing to grade, no judge call
             return {"score": 0.0, "capability": question.meta["capability"], "judge": judge.name,
-                    "judge_reply": "", "judge_tries": 0}
+                    "image": image_key(question), "judge_reply": "", "judge_tries": 0}
         grade = judge.grade(question.qid, question.meta.get("question", question.prompt), question.target,
                             prediction)
         return {"score": grade.score, "capability": question.meta["capability"], "judge": grade.judge,
