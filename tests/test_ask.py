@@ -1,4 +1,4 @@
-"""`llava-gemma ask` and README's plain-transformers snippet give a tiny cell's same greedy answer; every CLI
+"""`llava-gemma ask` and docs/pipeline.md's plain-transformers snippet give a tiny cell's same greedy answer; every CLI
 command documents itself and its options."""
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def cell(request, tiny_backbones, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def readme_snippet() -> str:
-    section = (ROOT / "README.md").read_text().split("## Asking a cell a question", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "pipeline.md").read_text()
+    section = page.split("## Asking a cell a question", 1)[1].split("\n## ", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     return code
 

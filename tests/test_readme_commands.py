@@ -1,5 +1,5 @@
-"""Every `snakemake` command README shows for the toy study plans what its text says (dry runs), and the
-cluster section's commands parse as Snakemake reads them (the targets end up as targets)."""
+"""Every `snakemake` command README and the docs/ pages show for the toy study plans what its text says (dry
+runs), and the cluster page's commands parse as Snakemake reads them (the targets end up as targets)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from tests.test_paper_dag import parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+# README and every docs/ page, each read on its own (a fenced block never spans two files).
+PAGES = {"README.md": README} | {f"docs/{p.name}": p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}
 CELL = "2b_clip_skip"
 TOY_CELLS = {f"{lm}_{tower}_{c}" for lm in ("2b", "7b") for tower in ("clip", "dinov2") for c in ("pretrain", "skip")}
 FULL_STUDY = "snakemake --cores 2 --configfile toy.yaml"
@@ -48,6 +50,10 @@ def readme_commands(text: str) -> list[str]:
     prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
     commands += [" ".join(c.split()) for c in re.findall(r"`(snakemake [^`]*toy\.yaml[^`]*)`", prose)]
     return commands
+
+
+def shown_commands() -> list[str]:
+    return [c for text in PAGES.values() for c in readme_commands(text)]
 
 
 def snakemake_args(command: str) -> list[str]:
@@ -91,11 +97,11 @@ def complete(tmp_path_factory) -> Path:
 
 
 def test_readme_shows_the_toy_commands_this_test_knows():
-    found = readme_commands(README)
-    assert FULL_STUDY in found  # the quick start's line
+    assert FULL_STUDY in readme_commands(README)  # the quick start's line
+    found = shown_commands()
     unknown = [c for c in found if c not in EXPECTED and "--report" not in c]
-    assert not unknown, f"README shows snakemake commands this test does not check; add them to EXPECTED: {unknown}"
-    assert set(EXPECTED) <= set(found), "EXPECTED lists commands README no longer shows"
+    assert not unknown, f"README or docs/ show snakemake commands this test does not check; add to EXPECTED: {unknown}"
+    assert set(EXPECTED) <= set(found), "EXPECTED lists commands neither README nor docs/ show any more"
 
 
 def cell_of(job: dict) -> str | None:
@@ -130,7 +136,7 @@ def test_readme_command_plans_what_its_text_says(command, request):
 def test_the_report_command_parses_with_its_config():
     from snakemake.cli import get_argument_parser
 
-    (command,) = [c for c in readme_commands(README) if "--report" in c]
+    (command,) = [c for c in shown_commands() if "--report" in c]
     args = get_argument_parser().parse_args(snakemake_args(command))
     assert list(map(str, args.configfile)) == ["toy.yaml"]
     assert str(args.report) == "results/report.html" and not args.targets
@@ -145,7 +151,7 @@ def cluster_commands(text: str) -> list[str]:
 def test_cluster_rerun_commands_read_their_targets_as_targets():
     from snakemake.cli import get_argument_parser
 
-    commands = cluster_commands(README)
+    commands = [c for text in PAGES.values() for c in cluster_commands(text)]
     assert len(commands) >= 3
     for command in commands:
         args = get_argument_parser().parse_args(snakemake_args(command))

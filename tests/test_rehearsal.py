@@ -1,6 +1,6 @@
 """The paper study rehearsed: config.yaml (plus rehearsal.yaml's CPU settings) runs every job against tiny
-stand-ins of its real sources served on loopback, through the real download clients (see README,
-"Rehearsing the paper study"). One run for the module; the tests read what it left."""
+stand-ins of its real sources served on loopback, through the real download clients (see
+docs/rehearsal.md). One run for the module; the tests read what it left."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def rehearsal(rehearsal_mirror, tmp_path_factory) -> dict:
     mirror = rehearsal_mirror
     workdir = tmp_path_factory.mktemp("paper")
     result = run_rehearsal(ROOT, mirror, workdir, cores=2)
-    # The figures the README quotes: printed with -s, and kept beside the run.
+    # The figures docs/rehearsal.md quotes: printed with -s, and kept beside the run.
     print(json.dumps({k: v for k, v in result.items() if k != "log"}, indent=1))
     return {**result, "workdir": workdir, "expected": json.loads((mirror / EXPECTED).read_text())}
 

@@ -3,7 +3,7 @@
 On a finished reduced toy study (conftest's ``reduced_study``, a clone's layout: the workflow and its shipped
 models beside data/ and results/), copied and then moved to another path, each change of the table below is
 made to its config and a dry run must plan exactly the jobs that change implies, no more and no fewer. The
-table is the source of README's "Rerunning part of a study" section.
+table is the source of README's "What a change costs" table.
 
 The reduced study evaluates one job per cell (``eval.one_job_per: cell``, as toy.yaml): a changed setting of
 one benchmark re-evaluates the cells, not only that benchmark (with ``one_job_per: benchmark``, the paper's
