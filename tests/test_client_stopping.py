@@ -46,8 +46,10 @@ def generate_as_lmms_eval(model_dir: Path, question: str) -> list[int]:
     return out[0, inputs["input_ids"].shape[-1]:].tolist()
 
 
-@pytest.mark.parametrize("question", ["Is there a star in the image?\nAnswer the question using a single word or phrase.",
-                                      "Describe the image."])
+SHORT = "\nAnswer the question using a single word or phrase."
+
+
+@pytest.mark.parametrize("question", ["Is there a star in the image?" + SHORT, "Describe the image."])
 def test_a_cell_stops_at_the_turn_end_when_the_client_passes_the_tokenizer_eos(saved_cell, question):
     new = generate_as_lmms_eval(saved_cell, question)
     end_of_turn = AutoProcessor.from_pretrained(saved_cell).tokenizer.convert_tokens_to_ids(END_OF_TURN)

@@ -245,7 +245,8 @@ def to_latex(table: pd.DataFrame) -> str:
 def to_html(table: pd.DataFrame) -> str:
     """A standalone HTML page of the table, best values in bold and the note below (the report shows it)."""
     shown = table1_display(table, bold=BOLD_MARKS)
-    rows = "\n".join("<tr>" + "".join(f"<td>{_html_text(v)}</td>" for v in row) + "</tr>" for _, row in shown.iterrows())
+    rows = "\n".join("<tr>" + "".join(f"<td>{_html_text(v)}</td>" for v in row) + "</tr>"
+                     for _, row in shown.iterrows())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     note = "".join(f"<p>{html.escape(par)}</p>" for par in table_note(table).split("\n\n") if par.strip())
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 1</title><style>{HTML_STYLE}</style>"
