@@ -99,6 +99,13 @@ def identified_terms(cells: pd.DataFrame, terms: list[Term]) -> tuple[list[Term]
 
 def alias_note(factor: str, design: Design | None) -> str:
     """What a fractional or explicit design says this main effect's estimate also carries."""
+    from llava_gemma.design import alias_matrix
+
+    chain = (design.alias_chains or {}).get(factor) if design is not None else None
+    if chain:  # the alias matrix's row: every term the estimate carries, with its sign and weight
+        clear = "" if not alias_matrix.carries_two_factor({factor: chain}) else \
+            "main effects not estimable clear of two-factor interactions: "
+        return f"{clear}estimates {alias_matrix.chain_text(factor, chain)} (alias matrix; factorial effects)"
     if design is None or not (aliases := [a for a in design.aliased(factor) if a != "I"]):
         return ""
     res = f" (resolution {_roman(design.resolution)})" if design.resolution else ""
