@@ -43,7 +43,7 @@ FACTORS: dict[str, str] = {"connector": "connector", "vision_tower": "vision tow
 LEVEL = 0.95
 EFFECT_COLUMNS = ["benchmark", "term", "factor", "level", "baseline", "estimate", "std_error", "ci_low", "ci_high",
                   "p_value", "p_holm", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs",
-                  "clustered_by", "df", "df_rule", "run_sd"]
+                  "clustered_by", "df", "df_rule", "run_sd", "scale"]
 TWO_WAY = ("question", "run")
 
 

@@ -45,6 +45,8 @@ def _caption(effects: pd.DataFrame) -> str:
 
 def plot_effects(effects: pd.DataFrame, path: Path) -> None:
     """One panel per benchmark; per term a point with its 95% interval; terms left out named in grey."""
+    if "scale" in effects:  # the official-scale rows (MME points, ...) are in effects.csv, not the figure
+        effects = effects[effects["scale"].isna() | (effects["scale"] == "per question")]
     benchmarks = list(dict.fromkeys(effects["benchmark"])) or ["(no benchmark)"]
     terms = list(dict.fromkeys(effects["term"])) or ["(no term)"]
     nrows, ncols = _grid(len(benchmarks))
