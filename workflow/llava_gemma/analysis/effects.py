@@ -139,6 +139,7 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     from llava_gemma.analysis import clustered
     from llava_gemma.analysis.interactions import interaction_rows
     from llava_gemma.analysis.intervals import ols_intervals
+    from llava_gemma.analysis.lack_of_fit import lack_of_fit_rows
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
     cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
@@ -170,6 +171,7 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
         if tuple(clusters) == TWO_WAY:
             rows += interaction_rows(outcomes, kept, x, questions, runs, cells, design,
                                      {**common, "clustered_by": clustered_by, "run_sd": run_sd})
+            rows += lack_of_fit_rows(outcomes, x, list(factors), {**common, "run_sd": run_sd})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})

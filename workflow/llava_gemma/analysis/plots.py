@@ -47,6 +47,9 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
     """One panel per benchmark; per term a point with its 95% interval; terms left out named in grey."""
     if "scale" in effects:  # the official-scale rows (MME points, ...) are in effects.csv, not the figure
         effects = effects[effects["scale"].isna() | (effects["scale"] == "per question")]
+    # The lack-of-fit test is a panel's verdict, not a term: it goes into the panel's title.
+    fit_tests = effects[effects["factor"] == "lack of fit"].set_index("benchmark")["p_value"]
+    effects = effects[effects["factor"] != "lack of fit"]
     benchmarks = list(dict.fromkeys(effects["benchmark"])) or ["(no benchmark)"]
     terms = list(dict.fromkeys(effects["term"])) or ["(no term)"]
     nrows, ncols = _grid(len(benchmarks))
@@ -74,7 +77,8 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
                 ax.annotate("*", (r["estimate"], y), xytext=(0, 4), textcoords="offset points", ha="center",
                             fontsize=10)
         first = effects[effects["benchmark"] == bench].iloc[0] if len(rows) else None
-        ax.set_title(_panel_title(bench, first), fontsize=9)
+        lof = f"\nlack of fit p = {fit_tests[bench]:.2g}" if bench in fit_tests.index else ""
+        ax.set_title(_panel_title(bench, first) + lof, fontsize=9)
         unit = "P(correct)" if first is None or first["outcome"] == "correct" else "mean score (0-1)"
         ax.set_xlabel(f"change in {unit}", fontsize=8)
         ax.tick_params(labelsize=8)
