@@ -90,7 +90,8 @@ def test_effects_figure_leaves_official_scales_and_the_fit_test_out_of_its_rows(
               "clustered_by": "image and run", "outcome": "correct"}
     effects = pd.DataFrame([
         {**common, "term": "vision tower: dinov2 instead of clip", "factor": "vision_tower", "estimate": 0.1,
-         "ci_low": 0.0, "ci_high": 0.2, "p_holm": 0.2, "scale": "per question"},
+         "ci_low": 0.0, "ci_high": 0.2, "p_holm": 0.2, "scale": "per question",
+         "note": "main effects not estimable clear of two-factor interactions: estimates vision_tower + a:b"},
         {**common, "term": "vision tower: dinov2 instead of clip", "factor": "vision_tower", "estimate": 0.3,
          "ci_low": 0.1, "ci_high": 0.5, "p_holm": 0.2, "scale": "POPE F1 (mean over splits; delta method)"},
         {**common, "term": "lack of fit of the main-effects model", "factor": "lack of fit", "p_value": 0.031,
@@ -100,7 +101,7 @@ def test_effects_figure_leaves_official_scales_and_the_fit_test_out_of_its_rows(
 
     def spy(*args, **kwargs):
         fig, axes = original(*args, **kwargs)
-        seen["axes"] = axes
+        seen["axes"], seen["fig"] = axes, fig
         return fig, axes
 
     plt.subplots = spy
@@ -112,3 +113,4 @@ def test_effects_figure_leaves_official_scales_and_the_fit_test_out_of_its_rows(
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vision tower: dinov2 instead of clip"]
     assert ax.get_title().endswith("8 runs of 4 cells\nlack of fit p = 0.031")
     assert len(ax.lines) >= 1 and (tmp_path / "effects.png").is_file()
+    assert "Main effects are not estimable clear of two-factor interactions" in seen["fig"]._suptitle.get_text()

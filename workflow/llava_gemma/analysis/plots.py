@@ -38,9 +38,13 @@ def _caption(effects: pd.DataFrame) -> str:
     seeds = all(" and run" in str(c) for c in effects.get("clustered_by", pd.Series(dtype=str)).dropna())
     covers = "question sampling and seed variance" if seeds else \
         "question sampling, and seed variance only where the runs allow (effects.csv: clustered_by)"
+    notes = effects.get("note", pd.Series(dtype=str)).astype(str)
+    aliased = "\nMain effects are not estimable clear of two-factor interactions in this design: each estimate " \
+        "carries the interactions its note in effects.csv lists (design.md: alias matrix)." \
+        if notes.str.startswith("main effects not estimable clear").any() else ""
     return (f"Factor effects (linear probability model): 95% t intervals clustered by {by} and by run"
             f"{'; df: ' + rule if rule else ''}.\n* Holm-adjusted p < 0.05 across benchmarks within the factor; "
-            f"intervals (unadjusted) cover {covers}.")
+            f"intervals (unadjusted) cover {covers}.{aliased}")
 
 
 def plot_effects(effects: pd.DataFrame, path: Path) -> None:
@@ -62,7 +66,10 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
         ax.axvline(0.0, color="0.6", lw=1, ls="--")
         for y, term in enumerate(terms):
             if term not in rows.index or pd.isna(rows.loc[term, "estimate"]):
-                ax.text(0.0, y, "not identified", ha="center", va="center", fontsize=7, color="0.45")
+                note = str(rows.loc[term, "note"]) if term in rows.index and "note" in rows else ""
+                aliased = "not estimable apart from" in note or "partially aliased" in note
+                ax.text(0.0, y, "aliased (design.md)" if aliased else "not identified", ha="center", va="center",
+                        fontsize=7, color="0.45")
                 continue
             r = rows.loc[term]
             # An interval never reaches past its metric's range of differences, [-1, 1]: clipped, with an arrow.
