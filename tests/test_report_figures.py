@@ -69,3 +69,48 @@ def test_loss_figure_without_logs_says_so(tmp_path):
     fig = draw_loss({"stage1": {}, "stage2": {}})
     assert any("no training log" in t.get_text() for ax in fig.axes for t in ax.texts)
     plt.close(fig)
+
+
+def test_replicated_runs_keep_their_levels_and_are_told_apart():
+    """A second replicate (``_r2``) is neither a level nor a copy of its first replicate's label."""
+    curves = {"stage1": {"2b_clip": loss_log(4, 10, 30), "2b_clip_r2": loss_log(4, 11, 30)},
+              "stage2": {"2b_clip_skip": loss_log(3, 30, 60), "2b_clip_skip_r2": loss_log(3, 31, 60)}}
+    fig = draw_loss(curves)
+    stage1, stage2 = [ax for ax in fig.axes if ax.get_title()]
+    assert [(line.get_label(), line.get_linestyle()) for line in stage1.get_lines()] == [("clip", "-"),
+                                                                                         ("clip, r2", "-")]
+    assert [line.get_label() for line in stage2.get_lines()] == ["clip, skip", "clip, skip, r2"]
+    plt.close(fig)
+
+
+def test_effects_figure_leaves_official_scales_and_the_fit_test_out_of_its_rows(tmp_path):
+    from llava_gemma.analysis.plots import plot_effects
+
+    common = {"benchmark": "pope", "n_questions": 10, "n_clusters": 5, "n_runs": 8, "n_cells": 4,
+              "clustered_by": "image and run", "outcome": "correct"}
+    effects = pd.DataFrame([
+        {**common, "term": "vision tower: dinov2 instead of clip", "factor": "vision_tower", "estimate": 0.1,
+         "ci_low": 0.0, "ci_high": 0.2, "p_holm": 0.2, "scale": "per question",
+         "note": "main effects not estimable clear of two-factor interactions: estimates vision_tower + a:b"},
+        {**common, "term": "vision tower: dinov2 instead of clip", "factor": "vision_tower", "estimate": 0.3,
+         "ci_low": 0.1, "ci_high": 0.5, "p_holm": 0.2, "scale": "POPE F1 (mean over splits; delta method)"},
+        {**common, "term": "lack of fit of the main-effects model", "factor": "lack of fit", "p_value": 0.031,
+         "scale": "per question"}])
+    seen = {}
+    original = plt.subplots
+
+    def spy(*args, **kwargs):
+        fig, axes = original(*args, **kwargs)
+        seen["axes"], seen["fig"] = axes, fig
+        return fig, axes
+
+    plt.subplots = spy
+    try:
+        plot_effects(effects, tmp_path / "effects.png")
+    finally:
+        plt.subplots = original
+    ax = seen["axes"][0, 0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["vision tower: dinov2 instead of clip"]
+    assert ax.get_title().endswith("8 runs of 4 cells\nlack of fit p = 0.031")
+    assert len(ax.lines) >= 1 and (tmp_path / "effects.png").is_file()
+    assert "Main effects are not estimable clear of two-factor interactions" in seen["fig"]._suptitle.get_text()

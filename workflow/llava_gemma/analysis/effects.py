@@ -43,7 +43,7 @@ FACTORS: dict[str, str] = {"connector": "connector", "vision_tower": "vision tow
 LEVEL = 0.95
 EFFECT_COLUMNS = ["benchmark", "term", "factor", "level", "baseline", "estimate", "std_error", "ci_low", "ci_high",
                   "p_value", "p_holm", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs",
-                  "clustered_by", "df", "df_rule", "run_sd"]
+                  "clustered_by", "df", "df_rule", "run_sd", "scale"]
 TWO_WAY = ("question", "run")
 
 
@@ -99,6 +99,13 @@ def identified_terms(cells: pd.DataFrame, terms: list[Term]) -> tuple[list[Term]
 
 def alias_note(factor: str, design: Design | None) -> str:
     """What a fractional or explicit design says this main effect's estimate also carries."""
+    from llava_gemma.design import alias_matrix
+
+    chain = (design.alias_chains or {}).get(factor) if design is not None else None
+    if chain:  # the alias matrix's row: every term the estimate carries, with its sign and weight
+        clear = "" if not alias_matrix.carries_two_factor({factor: chain}) else \
+            "main effects not estimable clear of two-factor interactions: "
+        return f"{clear}estimates {alias_matrix.chain_text(factor, chain)} (alias matrix; factorial effects)"
     if design is None or not (aliases := [a for a in design.aliased(factor) if a != "I"]):
         return ""
     res = f" (resolution {_roman(design.resolution)})" if design.resolution else ""
@@ -132,6 +139,7 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     from llava_gemma.analysis import clustered
     from llava_gemma.analysis.interactions import interaction_rows
     from llava_gemma.analysis.intervals import ols_intervals
+    from llava_gemma.analysis.lack_of_fit import lack_of_fit_rows
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
     cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
@@ -163,6 +171,7 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
         if tuple(clusters) == TWO_WAY:
             rows += interaction_rows(outcomes, kept, x, questions, runs, cells, design,
                                      {**common, "clustered_by": clustered_by, "run_sd": run_sd})
+            rows += lack_of_fit_rows(outcomes, x, list(factors), {**common, "run_sd": run_sd})
     for term, why in confounded.items():
         rows.append({**common, "term": term.label, "factor": term.factor, "level": term.level,
                      "baseline": term.baseline, "note": why})

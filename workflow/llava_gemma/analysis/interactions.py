@@ -23,6 +23,7 @@ import pandas as pd
 
 from llava_gemma.analysis import clustered
 from llava_gemma.analysis.intervals import ols_intervals
+from llava_gemma.design.alias_matrix import chain_text
 
 MIN_RUN_DF = 2
 
@@ -57,8 +58,12 @@ def interaction_rows(outcomes: pd.DataFrame, kept: list[Term], x_main: np.ndarra
         column = ((cells[a.factor] == a.level).to_numpy(float) - 0.5) * ((cells[b.factor] == b.level).to_numpy(float)
                                                                          - 0.5)
         trial = np.column_stack([cell_x, column])
+        pair = ":".join(sorted((a.factor, b.factor)))
+        chain = (design.interaction_chains or {}).get(pair) if design is not None else None
         if aliases:
             rows.append({**base, "note": f"not estimable apart from {', '.join(aliases)} in this design"})
+        elif chain and any(t.count(":") <= 1 for _, t in chain):  # carries another 2FI: not an interaction alone
+            rows.append({**base, "note": f"not fitted: partially aliased, estimates {chain_text(pair, chain)}"})
         elif np.linalg.matrix_rank(trial) < trial.shape[1]:
             rows.append({**base, "note": "not estimable: the cells do not separate it from the main effects"})
         else:

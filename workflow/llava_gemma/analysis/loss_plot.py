@@ -7,6 +7,7 @@ are pushed apart), so curves that end close together can still be told apart.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.ticker
@@ -19,9 +20,16 @@ MIN_LABEL_GAP = 0.055  # in axes fractions: end labels closer than this are push
 
 
 def _split(name: str) -> tuple[str, str, str]:
-    """(language model, tower, connector) of a run name: ``<lm>_<tower>`` (stage 1) or a cell name."""
-    parts = name.split("_")
+    """(language model, tower, connector) of a run name: ``<lm>_<tower>`` (stage 1) or a cell name; a
+    replicate's ``_r<k>`` suffix is not a level."""
+    parts = [p for p in name.split("_") if not re.fullmatch(r"r\d+", p)]
     return parts[0], parts[1], parts[2] if len(parts) > 2 else "pretrain"
+
+
+def _replicate(name: str) -> str:
+    """', r2' for a second replicate's run (its curve would otherwise carry its first replicate's label)."""
+    match = re.search(r"_(r\d+)$", name)
+    return f", {match.group(1)}" if match else ""
 
 
 def _spread(positions: list[float], gap: float) -> list[float]:
@@ -71,7 +79,7 @@ def draw_loss(curves: dict[str, dict[str, pd.DataFrame]], smooth: int = 5):
                 if s != stage or lm_of != lm:
                     continue
                 loss = log["loss"].rolling(smooth, min_periods=1).mean()
-                label = tower if stage == "stage1" else f"{tower}, {connector}"
+                label = (tower if stage == "stage1" else f"{tower}, {connector}") + _replicate(name)
                 ax.plot(log["step"], loss, "-" if connector == "pretrain" else "--", color=colour[tower], lw=1.5,
                         label=label)
                 ends.append((label, float(log["step"].iloc[-1]), float(loss.iloc[-1]), colour[tower]))

@@ -31,6 +31,7 @@ def add_holm(effects: pd.DataFrame) -> pd.DataFrame:
     """``effects`` with ``p_holm``: Holm over the benchmarks of each term (factor and level)."""
     out = effects.copy()
     out["p_holm"] = np.nan
-    for _, index in out.groupby(["factor", "level"], dropna=True).groups.items():
+    keys = ["factor", "level"] + (["scale"] if "scale" in out and out["scale"].notna().all() else [])
+    for _, index in out.groupby(keys, dropna=True).groups.items():  # one family per term (and scale)
         out.loc[index, "p_holm"] = holm(out.loc[index, "p_value"].to_numpy(float))
     return out

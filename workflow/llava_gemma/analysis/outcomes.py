@@ -20,6 +20,8 @@ from llava_gemma.errors import UserError
 
 CLUSTER_FIELD = {"gqa": "image", "pope": "image", "vqav2": "image", "mme": "image", "mmvet": "image",
                  "mmvp": "pair"}
+# Record fields the official scales need (official_scales.py): MME's subtask, POPE's split, answer and label.
+EXTRA = ("category", "split", "parsed", "label")
 
 
 def read_samples(path: Path) -> list[dict]:
@@ -51,5 +53,6 @@ def load_outcomes(cells: list[Cell], benchmark: str, cells_dir: Path) -> pd.Data
             rows.append({"cell": cell.name, "language_model": cell.language_model,
                          "vision_tower": cell.vision_tower, "connector": cell.connector,
                          "question": qid, "cluster": cluster, "cluster_field": field,
-                         **dict(zip(("y", "kind"), outcome_of(rec, path)))})
+                         **dict(zip(("y", "kind"), outcome_of(rec, path))),
+                         **{k: rec[k] for k in EXTRA if k in rec}})
     return pd.DataFrame(rows)

@@ -38,13 +38,22 @@ def _caption(effects: pd.DataFrame) -> str:
     seeds = all(" and run" in str(c) for c in effects.get("clustered_by", pd.Series(dtype=str)).dropna())
     covers = "question sampling and seed variance" if seeds else \
         "question sampling, and seed variance only where the runs allow (effects.csv: clustered_by)"
+    notes = effects.get("note", pd.Series(dtype=str)).astype(str)
+    aliased = "\nMain effects are not estimable clear of two-factor interactions in this design: each estimate " \
+        "carries the interactions its note in effects.csv lists (design.md: alias matrix)." \
+        if notes.str.startswith("main effects not estimable clear").any() else ""
     return (f"Factor effects (linear probability model): 95% t intervals clustered by {by} and by run"
             f"{'; df: ' + rule if rule else ''}.\n* Holm-adjusted p < 0.05 across benchmarks within the factor; "
-            f"intervals (unadjusted) cover {covers}.")
+            f"intervals (unadjusted) cover {covers}.{aliased}")
 
 
 def plot_effects(effects: pd.DataFrame, path: Path) -> None:
     """One panel per benchmark; per term a point with its 95% interval; terms left out named in grey."""
+    if "scale" in effects:  # the official-scale rows (MME points, ...) are in effects.csv, not the figure
+        effects = effects[effects["scale"].isna() | (effects["scale"] == "per question")]
+    # The lack-of-fit test is a panel's verdict, not a term: it goes into the panel's title.
+    fit_tests = effects[effects["factor"] == "lack of fit"].set_index("benchmark")["p_value"]
+    effects = effects[effects["factor"] != "lack of fit"]
     benchmarks = list(dict.fromkeys(effects["benchmark"])) or ["(no benchmark)"]
     terms = list(dict.fromkeys(effects["term"])) or ["(no term)"]
     nrows, ncols = _grid(len(benchmarks))
@@ -57,7 +66,10 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
         ax.axvline(0.0, color="0.6", lw=1, ls="--")
         for y, term in enumerate(terms):
             if term not in rows.index or pd.isna(rows.loc[term, "estimate"]):
-                ax.text(0.0, y, "not identified", ha="center", va="center", fontsize=7, color="0.45")
+                note = str(rows.loc[term, "note"]) if term in rows.index and "note" in rows else ""
+                aliased = "not estimable apart from" in note or "partially aliased" in note
+                ax.text(0.0, y, "aliased (design.md)" if aliased else "not identified", ha="center", va="center",
+                        fontsize=7, color="0.45")
                 continue
             r = rows.loc[term]
             # An interval never reaches past its metric's range of differences, [-1, 1]: clipped, with an arrow.
@@ -72,7 +84,8 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> None:
                 ax.annotate("*", (r["estimate"], y), xytext=(0, 4), textcoords="offset points", ha="center",
                             fontsize=10)
         first = effects[effects["benchmark"] == bench].iloc[0] if len(rows) else None
-        ax.set_title(_panel_title(bench, first), fontsize=9)
+        lof = f"\nlack of fit p = {fit_tests[bench]:.2g}" if bench in fit_tests.index else ""
+        ax.set_title(_panel_title(bench, first) + lof, fontsize=9)
         unit = "P(correct)" if first is None or first["outcome"] == "correct" else "mean score (0-1)"
         ax.set_xlabel(f"change in {unit}", fontsize=8)
         ax.tick_params(labelsize=8)

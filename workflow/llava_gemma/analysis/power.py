@@ -50,6 +50,8 @@ def pilot_spread(path: Path) -> dict[str, float]:
     if not Path(path).is_file():
         raise UserError(f"--pilot {path} does not exist; pass a study's results/report/effects.csv.")
     effects = pd.read_csv(path)
+    if "scale" in effects:  # per-question rows only: official-scale rows (MME points, ...) are in other units
+        effects = effects[effects["scale"].isna() | (effects["scale"] == "per question")]
     rows = effects[effects["std_error"].notna() & ~effects["factor"].astype(str).str.contains(":")]
     if rows.empty:
         raise UserError(f"--pilot {path} has no main-effect standard errors; pass a fitted study's effects.csv.")

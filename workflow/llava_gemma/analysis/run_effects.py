@@ -26,9 +26,16 @@ def build_run_effects(runs: list[Cell], benchmarks: list[str], cells_dir: Path,
                       factors: dict[str, list[str]], design: str | dict | list = "full") -> pd.DataFrame:
     """effects.csv: one ``fit_effects`` table per benchmark over every run of every cell."""
     from llava_gemma.analysis.effects import fit_effects, with_holm
+    from llava_gemma.analysis.official_scales import PER_QUESTION, official_outcomes
     from llava_gemma.study_design import choose_design
 
     chosen = choose_design(factors, design)
     levels = {f: tuple(lv) for f, lv in factors.items()}
-    frames = [fit_effects(run_outcomes(runs, b, cells_dir), levels, b, chosen) for b in benchmarks]
+    frames = []
+    for b in benchmarks:
+        outcomes = run_outcomes(runs, b, cells_dir)
+        frames.append(fit_effects(outcomes, levels, b, chosen).assign(scale=PER_QUESTION))
+        # The same effects in the benchmark's own unit (MME points, MMVP pairs, POPE F1), as extra rows.
+        frames += [fit_effects(rows, levels, b, chosen).assign(scale=name)
+                   for name, rows in official_outcomes(b, outcomes, list(levels)).items()]
     return with_holm(frames)

@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from llava_gemma.config import ConfigError
-from llava_gemma.design import estimable, fractional
+from llava_gemma.design import alias_matrix, estimable, fractional
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class Design:
     letters: dict[str, str] = field(default_factory=dict)  # factor -> letter, config order
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # main effects and 2FIs -> aliased terms
     resolution: int | None = None  # None: nothing aliased (e.g. the full factorial)
+    # Main effect -> (coefficient, term) pairs its estimate also carries (alias_matrix.py); None: not two-level.
+    alias_chains: dict[str, tuple[tuple[float, str], ...]] | None = None
+    # Two-factor interaction beside the main effects -> what it carries; None: not separable from them.
+    interaction_chains: dict[str, tuple[tuple[float, str], ...] | None] | None = None
 
     def to_markdown(self) -> str:
         from llava_gemma.design.markdown import design_markdown
@@ -50,8 +54,12 @@ def select_cells(factors: dict[str, list[str]], design: str | dict | list = "ful
     letters = fractional.assign_letters(list(levels))
     if design is None or design == "full":
         cells = [dict(zip(levels, combo)) for combo in itertools.product(*levels.values())]
+        two_level = all(len(lv) == 2 for lv in levels.values())
         return Design(levels, tuple(cells), "full", letters=letters,
-                      aliases={term_name(t): () for t in estimable.terms_up_to(list(levels), 2)})
+                      aliases={term_name(t): () for t in estimable.terms_up_to(list(levels), 2)},
+                      alias_chains={f: () for f in levels} if two_level else None,
+                      interaction_chains={term_name(t): () for t in itertools.combinations(levels, 2)}
+                      if two_level else None)
     if isinstance(design, dict) and set(design) == {"fractional"}:
         return _fraction(levels, letters, design["fractional"])
     if isinstance(design, list):
@@ -97,7 +105,9 @@ def _fraction(levels: dict[str, tuple[str, ...]], letters: dict[str, str], spec:
         aliases[term_name(term)] = tuple(term_name([by_letter[x] for x in w.letters]) for w in found)
     return Design(levels, tuple(cells), "fractional", generators=tuple(g.text() for g in generators),
                   defining_relation=tuple(f"I = {w.text()}" for w in relation), letters=letters,
-                  aliases=aliases, resolution=fractional.resolution(relation))
+                  aliases=aliases, resolution=fractional.resolution(relation),
+                  alias_chains=alias_matrix.alias_chains(cells, levels),
+                  interaction_chains=alias_matrix.interaction_chains(cells, levels))
 
 
 def _reject_repeats(cells: list[dict[str, str]], key: str) -> None:
@@ -137,4 +147,6 @@ def _explicit(levels: dict[str, tuple[str, ...]], letters: dict[str, str], entri
         for term, sign in sorted(words, key=lambda w: (len(w[0]), [letters[f] for f in w[0]])))
     aliases = {term_name(t): tuple(term_name(u) for u in us) for t, us in found.items()}
     return Design(levels, tuple(cells), "explicit", defining_relation=relation, letters=letters,
-                  aliases=aliases, resolution=estimable.numeric_resolution(found, words))
+                  aliases=aliases, resolution=estimable.numeric_resolution(found, words),
+                  alias_chains=alias_matrix.alias_chains(cells, levels),
+                  interaction_chains=alias_matrix.interaction_chains(cells, levels))

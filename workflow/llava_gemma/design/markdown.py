@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llava_gemma.design import alias_matrix
+
 if TYPE_CHECKING:
     from llava_gemma.design.designs import Design
 
@@ -38,9 +40,17 @@ def _describe(term: str) -> str:
     return f"the {len(parts)}-way interaction of {joined}"
 
 
-def _plain(term: str, aliases: tuple[str, ...]) -> str:
+def _plain(term: str, aliases: tuple[str, ...], design: Design) -> str:
     subject = _describe(term)
     subject = subject[0].upper() + subject[1:]
+    mains, pairs = design.alias_chains or {}, design.interaction_chains or {}
+    if not aliases and term in mains and mains[term]:
+        return f"{subject} is partially aliased: its estimate also carries the terms its alias-matrix row lists."
+    if not aliases and term in pairs and pairs[term] is None:
+        return f"{subject} cannot be estimated apart from the main effects in these cells."
+    if not aliases and pairs.get(term):
+        chain = alias_matrix.chain_text(term, pairs[term], lambda t: _letters(design, t))
+        return f"{subject} is partially aliased: fitted beside the main effects, its estimate is {chain}."
     if not aliases:
         return f"{subject} is estimated clear of every term up to three factors."
     if "I" in aliases:
@@ -64,8 +74,33 @@ def _summary(design: Design) -> list[str]:
     if design.resolution is None:
         return [head, "No main effect or two-factor interaction is completely aliased with another term "
                 "(resolution: not defined for these cells)."]
+    if design.resolution > 3 and alias_matrix.carries_two_factor(design.alias_chains):
+        return [head, f"Resolution {roman(design.resolution)} counts complete aliasing only (the shortest word of "
+                "the defining relation); these cells also alias terms in part (a non-regular design, below)."]
     meaning = MEANING.get(design.resolution, "main effects and two-factor interactions are clear of each other")
     return [head, f"Resolution {roman(design.resolution)}: {meaning}."]
+
+
+def _partial(design: Design) -> list[str]:
+    """The one sentence a reader must not miss, when main effects carry two-factor interactions."""
+    if not alias_matrix.carries_two_factor(design.alias_chains):
+        return []
+    return ["", "**Main effects are not estimable clear of two-factor interactions**: each main-effect estimate "
+            "also carries the interactions its row of the alias matrix below lists, with those signs and weights."]
+
+
+def _matrix_section(design: Design) -> list[str]:
+    chains = design.alias_chains
+    if chains is None:
+        return ["", "## Alias matrix", "", "Not computed: a factor has more than two levels (the Aliases table above "
+                "reports partial aliasing of its contrasts)."]
+    out = ["", "## Alias matrix of the main-effects model", "",
+           "What each main-effect estimate carries when the truth holds interactions of any order (each term a "
+           "factorial effect: its second level minus its baseline, -1/+1 coding; (X1'X1)^-1 X1'X2 over the runs). "
+           "A main effect confounded with earlier ones is not estimated and appears in the others' rows.", ""]
+    rows = [[f, _letters(design, f), alias_matrix.chain_text(f, chain, lambda t: _letters(design, t))]
+            for f, chain in chains.items()]
+    return out + _table(["main effect", "letter", "its estimate"], rows)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -74,7 +109,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def design_markdown(design: Design) -> str:
-    out = ["# Design", "", *_summary(design), "", "## Factors", ""]
+    out = ["# Design", "", *_summary(design), *_partial(design), "", "## Factors", ""]
     out += _table(["letter", "factor", "levels (first is the baseline)"],
                   [[design.letters[f], f, ", ".join(lv)] for f, lv in design.factors.items()])
     if design.generators:
@@ -91,9 +126,11 @@ def design_markdown(design: Design) -> str:
     out += ["", f"## Cells ({len(design.cells)})", ""]
     out += _table(["#", *design.factors], [[str(i), *c.values()] for i, c in enumerate(design.cells, 1)])
     out += ["", "## Aliases", "",
-            "Each main effect and two-factor interaction, with the terms (up to three factors) it is aliased "
-            "with in these cells: an estimate of the term also carries theirs.", ""]
+            "Each main effect and two-factor interaction, with the terms (up to three factors) it is completely "
+            "aliased with in these cells (an estimate of the term also carries theirs); partial aliasing of main "
+            "effects is in the alias matrix below.", ""]
     rows = [[term, _letters(design, term), ", ".join(f"{a} ({_letters(design, a)})" for a in aliases) or "none",
-             _plain(term, aliases)] for term, aliases in design.aliases.items()]
+             _plain(term, aliases, design)] for term, aliases in design.aliases.items()]
     out += _table(["term", "letters", "aliased with", "meaning"], rows)
+    out += _matrix_section(design)
     return "\n".join(out) + "\n"
