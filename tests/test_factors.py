@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.study.config import ConfigError, StudyConfig, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +211,7 @@ def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
 
 
 def test_priorities_start_every_first_replicate_and_cheaper_cells_first():
-    from llava_gemma.run_order import train_priority
+    from llava_gemma.study.run_order import train_priority
 
     s = study(load("examples/toy-design.yaml"))
     priority = {r.name: train_priority(s, r) for r in s.runs}

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from llava_gemma.analysis.model_card import write_model_card
 from llava_gemma.analysis.table1 import FAILED_COLUMN, build_table1, table1_display, write_table1
-from llava_gemma.config import Cell
 from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.failures import study_failure_lines, warn_failures
 from llava_gemma.eval.judge import Grade
+from llava_gemma.study.config import Cell
 
 from .test_model_card import PAPER_CELL, write_metrics
 from .test_report_tables import CELLS, fixture_metrics

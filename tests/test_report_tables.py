@@ -12,8 +12,8 @@ from llava_gemma.analysis.paper import build_comparison, comparison_markdown, pa
 from llava_gemma.analysis.speed import build_speed, relative_speed, write_speed
 from llava_gemma.analysis.table1 import COLUMNS, build_table1, write_table1
 from llava_gemma.analysis.training import data_filter_summary, loss_curves, write_loss_plot
-from llava_gemma.config import Cell
 from llava_gemma.errors import UserError
+from llava_gemma.study.config import Cell
 
 CELLS = [Cell(lm, tower, c) for lm in ("2b", "7b") for tower in ("clip", "dinov2") for c in ("pretrain", "skip")]
 

@@ -111,10 +111,10 @@ def cmd_fetch_ocr_vqa(a) -> dict:
 
 
 def cmd_prepare(a) -> dict:
-    from llava_gemma.backbone_sources import check_role
     from llava_gemma.data.prepare import prepare_dataset
     from llava_gemma.data.vocabulary import write_vocabulary
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
+    from llava_gemma.study.backbone_sources import check_role
 
     # A hub backbone is first read here (validation cannot read the hub): a wrong kind is one sentence.
     for folder, kind in [(a.tokenizer, "language_model"), *((t, "vision_tower") for t in a.towers)]:
@@ -132,7 +132,7 @@ def cmd_prepare(a) -> dict:
 
 
 def cmd_train(a) -> dict:
-    from llava_gemma.config import StageConfig
+    from llava_gemma.study.config import StageConfig
     from llava_gemma.train.run import run_stage
 
     s = _json(a.settings)
@@ -232,7 +232,7 @@ def cmd_effects(a) -> dict:
 
 def _cells(a) -> list:
     """The settings' runs: as the workflow writes them (dicts), or paper-grid cell names."""
-    from llava_gemma.config import Cell
+    from llava_gemma.study.config import Cell
 
     return [Cell.from_dict(c) if isinstance(c, dict) else Cell.parse(c) for c in _json(a.settings)["cells"]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def choose_design(factors: dict[str, list[str]], design: str | dict | list = "full"):
     """The design's cells (one level per factor each), with ``to_markdown()`` for results/report/design.md."""
-    from llava_gemma.design.designs import select_cells
+    from llava_gemma.study.design.designs import select_cells
 
     return select_cells(factors, design)
 

@@ -3,11 +3,11 @@ import json
 import os
 from pathlib import Path
 
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.study.config import ConfigError, StudyConfig, validate_config
 from llava_gemma.data.sources import hub_sources
 from llava_gemma.eval.benchmarks import get_benchmark
-from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
-from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
+from llava_gemma.study.recipe import DEFAULTS as RECIPE_DEFAULTS
+from llava_gemma.study.stamp import StudyMismatch, check_study_folders, stamp_study_folders
 
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -203,7 +203,7 @@ def train_settings(stage, cell=None):
 
 def train_priority(cell):
     """Cheapest informative runs first: every cell's replicate 1 before any replicate 2, cheaper cells first."""
-    from llava_gemma.run_order import train_priority as priority
+    from llava_gemma.study.run_order import train_priority as priority
 
     return priority(STUDY, cell)
 

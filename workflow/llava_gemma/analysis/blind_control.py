@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from llava_gemma.analysis.table1 import COLUMNS, to_markdown
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 
 def build_blind_control(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:

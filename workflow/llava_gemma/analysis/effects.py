@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 if TYPE_CHECKING:
-    from llava_gemma.design import Design
+    from llava_gemma.study.design import Design
 
 # Factor -> how a reader names it; in the paper's order of discussion.
 FACTORS: dict[str, str] = {"connector": "connector", "vision_tower": "vision tower", "language_model": "language model"}
@@ -106,7 +106,7 @@ def alias_note(factor: str, design: Design | None) -> str:
 
 
 def _roman(n: int) -> str:
-    from llava_gemma.design.markdown import roman
+    from llava_gemma.study.design.markdown import roman
 
     return roman(n)
 

@@ -28,7 +28,7 @@ MIN_RUN_DF = 2
 
 if TYPE_CHECKING:
     from llava_gemma.analysis.effects import Term
-    from llava_gemma.design import Design
+    from llava_gemma.study.design import Design
 
 
 def _centred(outcomes: pd.DataFrame, term: Term) -> np.ndarray:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.config import Cell
 from llava_gemma.errors import UserError
+from llava_gemma.study.config import Cell
 
 CLUSTER_FIELD = {"gqa": "image", "pope": "image", "vqav2": "image", "mme": "image", "mmvet": "image",
                  "mmvp": "pair"}

@@ -24,8 +24,8 @@ from llava_gemma.analysis.estimate import (
     WorkloadDefaults,
     workloads,
 )
-from llava_gemma.config import Cell, StudyConfig, validate_config
 from llava_gemma.errors import UserError
+from llava_gemma.study.config import Cell, StudyConfig, validate_config
 from llava_gemma.train.flops import CellShapes, training_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # `local:` sources are relative to it
@@ -164,9 +164,9 @@ def plan_memory(study: StudyConfig, ranks: int, backend: str, loads: dict[str, S
     """Per-rank memory of every cell's stages (as ``llava-gemma estimate``), for any kind of backbone."""
     from llava_gemma.analysis.estimate import device_capacity_gb, stage_step_memory
     from llava_gemma.analysis.memory import cell_memory
-    from llava_gemma.config import StageConfig
     from llava_gemma.model.architectures.cells import MetaCell
     from llava_gemma.model.assemble import llava_shell
+    from llava_gemma.study.config import StageConfig
 
     capacity = device_capacity_gb(study, backend, capacity_gb)
     found = []

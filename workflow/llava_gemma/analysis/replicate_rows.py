@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 PAPER_FACTORS = ("language_model", "vision_tower", "connector")
 REPLICATE_NOTE = ("With replicates each row is the mean over its cell's runs: [low, high] is the 95% interval for "

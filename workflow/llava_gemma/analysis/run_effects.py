@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 
 def run_outcomes(runs: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from llava_gemma.analysis.intervals import Intervals, ols_intervals
-from llava_gemma.design import Design
+from llava_gemma.study.design import Design
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 OPTIONAL_TRAIN_FIELDS = ("mfu", "achieved_tflops", "flops_per_sample")
 SPEED_COLUMNS = ["samples_per_s", "tokens_per_s", "eval_questions_per_s"]

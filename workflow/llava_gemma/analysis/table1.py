@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.config import Cell
 from llava_gemma.errors import UserError
+from llava_gemma.study.config import Cell
 
 # Table column -> (benchmark, metric key in its metrics.json); intervals are <key>_ci_low/_ci_high.
 COLUMNS: dict[str, tuple[str, str]] = {

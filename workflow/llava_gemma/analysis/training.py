@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.config import Cell
+from llava_gemma.study.config import Cell
 
 
 def read_loss_log(path: Path) -> pd.DataFrame:

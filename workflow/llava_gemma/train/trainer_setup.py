@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments
 
-from llava_gemma.config import StageConfig
+from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import TRAITS
 from llava_gemma.train.batch_plan import BatchPlan, plan_batch
 from llava_gemma.train.deepspeed_config import deepspeed_config

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from llava_gemma.errors import UserError
-from llava_gemma.recipe import (
+from llava_gemma.study.recipe import (
     Cell,
     RecipeError,
     Resolved,
@@ -28,10 +28,10 @@ from llava_gemma.recipe import (
     stage1_names,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 # `local:` backbone folders are relative to the repository root (the Snakefile's folder, as
 # local_model_folder in common.smk reads them); the package lives in its workflow/ folder.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 __all__ = ["Cell", "ConfigError", "StageConfig", "StudyConfig", "validate_config"]
 
 
@@ -188,7 +188,7 @@ def validate_config(raw: Any, source: str = "config", root: Path = REPO_ROOT) ->
     the ``local:`` backbones (read from ``root`` when relative): what a dry run can know."""
     import jsonschema
 
-    from llava_gemma.backbone_sources import BackboneMismatch, check_local_sources
+    from llava_gemma.study.backbone_sources import BackboneMismatch, check_local_sources
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} is empty or not a mapping; start from config.yaml.")
@@ -211,7 +211,7 @@ def validate_config(raw: Any, source: str = "config", root: Path = REPO_ROOT) ->
 def _check_references(raw: dict, source: str) -> None:
     import jsonschema
 
-    from llava_gemma.recipe import MODEL_KEYS, owner_check
+    from llava_gemma.study.recipe import MODEL_KEYS, owner_check
 
     with SCHEMA_PATH.open() as f:
         defs = yaml.safe_load(f)["$defs"]

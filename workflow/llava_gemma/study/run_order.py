@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llava_gemma.config import Cell, StudyConfig
+from llava_gemma.study.config import Cell, StudyConfig
 
-ARCHITECTURES = Path(__file__).resolve().parent / "model" / "architectures"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+ARCHITECTURES = Path(__file__).resolve().parents[1] / "model" / "architectures"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEXT_TOKENS = {"stage1": 40.0, "stage2": 300.0}  # per sample, as analysis/estimate.py assumes
 
 

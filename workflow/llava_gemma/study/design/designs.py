@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from llava_gemma.config import ConfigError
-from llava_gemma.design import estimable, fractional
+from llava_gemma.study.config import ConfigError
+from llava_gemma.study.design import estimable, fractional
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Design:
     resolution: int | None = None  # None: nothing aliased (e.g. the full factorial)
 
     def to_markdown(self) -> str:
-        from llava_gemma.design.markdown import design_markdown
+        from llava_gemma.study.design.markdown import design_markdown
 
         return design_markdown(self)
 
