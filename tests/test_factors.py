@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llava_gemma.study.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.config import StudyConfig, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

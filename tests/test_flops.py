@@ -15,10 +15,9 @@ import pytest
 import torch
 from llava_gemma.analysis.estimate import WorkloadDefaults, run_estimate
 from llava_gemma.cli import main
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
 from llava_gemma.model.architectures.cells import cell_config, meta_cell
 from llava_gemma.model.assemble import llava_config, set_trainable
-from llava_gemma.study.config import ConfigError
 from llava_gemma.train.flops import (
     CellShapes,
     accounting_metrics,

@@ -8,7 +8,7 @@ import yaml
 from llava_gemma.analysis.estimate import run_estimate
 from llava_gemma.analysis.plan import run_plan
 from llava_gemma.analysis.step_memory import activation_bytes, head_loss_bytes, layer_bytes_per_token, step_memory
-from llava_gemma.study.config import ConfigError
+from llava_gemma.errors import ConfigError
 from transformers import GemmaConfig
 
 from .conftest import ROOT

@@ -292,7 +292,7 @@ def cmd_estimate(a) -> dict | None:
 
 
 def cmd_design(a) -> dict:
-    from llava_gemma.study_design import write_design
+    from llava_gemma.analysis.design_page import write_design
 
     return write_design(_json(a.settings), Path(a.out))
 

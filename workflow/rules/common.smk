@@ -3,7 +3,8 @@ import json
 import os
 from pathlib import Path
 
-from llava_gemma.study.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.config import StudyConfig, validate_config
 from llava_gemma.data.sources import hub_sources
 from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.study.recipe import DEFAULTS as RECIPE_DEFAULTS

@@ -22,9 +22,9 @@ import yaml
 
 from llava_gemma.analysis.memory import MemoryEstimate, cell_memory, memory_table
 from llava_gemma.analysis.step_memory import DEVICE_MEMORY_GB, step_memory
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
 from llava_gemma.model.architectures.cells import cell_config, meta_cell
-from llava_gemma.study.config import ConfigError, StageConfig, StudyConfig, validate_config
+from llava_gemma.study.config import StageConfig, StudyConfig, validate_config
 from llava_gemma.train.flops import DEVICE_PEAK_TFLOPS, CellShapes, training_flops
 
 # The study's wall time per cell for both stages on 8 Gaudi 2 (arXiv 2404.01331), by language model.

@@ -26,9 +26,9 @@ def build_run_effects(runs: list[Cell], benchmarks: list[str], cells_dir: Path,
                       factors: dict[str, list[str]], design: str | dict | list = "full") -> pd.DataFrame:
     """effects.csv: one ``fit_effects`` table per benchmark over every run of every cell."""
     from llava_gemma.analysis.effects import fit_effects, with_holm
-    from llava_gemma.study_design import choose_design
+    from llava_gemma.study.design import select_cells
 
-    chosen = choose_design(factors, design)
+    chosen = select_cells(factors, design)
     levels = {f: tuple(lv) for f, lv in factors.items()}
     frames = [fit_effects(run_outcomes(runs, b, cells_dir), levels, b, chosen) for b in benchmarks]
     return with_holm(frames)

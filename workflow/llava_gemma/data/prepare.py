@@ -38,8 +38,7 @@ from llava_gemma.data.jsonstream import iter_array_batches
 from llava_gemma.data.origin import Origin, find_origin
 from llava_gemma.data.records import TEXT_ONLY_SOURCE, UNKNOWN_SOURCE
 from llava_gemma.data.samples import ROW_SCHEMA, SampleSpec
-from llava_gemma.errors import UserError
-from llava_gemma.study.config import ConfigError
+from llava_gemma.errors import ConfigError, UserError
 
 SCHEMA = ROW_SCHEMA.append(pa.field("converted", pa.bool_()))
 ROW_GROUP = 20_000  # rows per Parquet row group

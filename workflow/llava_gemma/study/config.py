@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
+from llava_gemma.study.design import select_cells
 from llava_gemma.study.recipe import (
     Cell,
     RecipeError,
@@ -33,10 +34,6 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.y
 # local_model_folder in common.smk reads them); the package lives in its workflow/ folder.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 __all__ = ["Cell", "ConfigError", "StageConfig", "StudyConfig", "validate_config"]
-
-
-class ConfigError(UserError, ValueError):
-    """A config the pipeline cannot run; the message names the key and the fix."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,8 @@ class StudyConfig:
 
     @cached_property
     def design(self):
-        """The chosen cells (level per factor) and, when the design module is present, their aliasing."""
-        from llava_gemma.study_design import choose_design
-
-        return choose_design({f.name: list(f.levels) for f in self.factors}, self.raw.get("design", "full"))
+        """The chosen cells (level per factor) and their aliasing."""
+        return select_cells({f.name: list(f.levels) for f in self.factors}, self.raw.get("design", "full"))
 
     @cached_property
     def _recipes(self) -> tuple[list[dict[str, str]], list[Resolved], dict[str, dict], list[str | None]]:

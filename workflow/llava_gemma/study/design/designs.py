@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from llava_gemma.study.config import ConfigError
+from llava_gemma.errors import ConfigError
 from llava_gemma.study.design import estimable, fractional
 
 

@@ -15,7 +15,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from llava_gemma.study.config import ConfigError
+from llava_gemma.errors import ConfigError
 
 LETTERS = "ABCDEFGHJKLMNOPQRSTUVWXYZ"  # no "I": it is the identity in a defining relation
 KEY = "design.fractional.generators"

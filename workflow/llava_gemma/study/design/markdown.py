@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from llava_gemma.study.design.designs import Design
+
+class Design(Protocol):
+    """What the page reads of a ``designs.Design`` (named here, not imported: designs imports this module)."""
+
+    factors: dict[str, tuple[str, ...]]
+    cells: tuple[dict[str, str], ...]
+    kind: str
+    generators: tuple[str, ...]
+    defining_relation: tuple[str, ...]
+    letters: dict[str, str]
+    aliases: dict[str, tuple[str, ...]]
+    resolution: int | None
 
 ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}
 MEANING = {
