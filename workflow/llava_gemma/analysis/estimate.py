@@ -216,7 +216,7 @@ def stage_step_memory(study: StudyConfig, stage: str, text_config, image_tokens:
                       load: StageWorkload, settings: dict | None = None):
     """Activations and head/loss of the stage's micro-batch at data.max_length (analysis/step_memory.py);
     ``settings``: a cell's own train.<stage> (default: the config's)."""
-    from llava_gemma.train.batch_plan import plan_batch
+    from llava_gemma.study.batch_plan import plan_batch
 
     settings = StageConfig(**(settings or study.raw["train"][stage]))
     micro = plan_batch(settings.global_batch_size, ranks, settings.per_device_batch_size, stage=stage).micro_batch_size

@@ -249,7 +249,7 @@ def _check_references(raw: dict, source: str) -> None:
 
 def _check_stages(raw: dict, source: str) -> None:
     """Every stage's batch plan: the config's own, and each level's that overrides a stage setting."""
-    from llava_gemma.train.batch_plan import BatchSizeError, plan_batch
+    from llava_gemma.study.batch_plan import BatchSizeError, plan_batch
 
     stages = [("", which, raw["train"][which]) for which in ("stage1", "stage2")]
     for i, factor in enumerate(raw["grid"]):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments
 
+from llava_gemma.study.batch_plan import BatchPlan, plan_batch
 from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import TRAITS
-from llava_gemma.train.batch_plan import BatchPlan, plan_batch
 from llava_gemma.train.deepspeed_config import deepspeed_config
 from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
 from llava_gemma.train.param_groups import ConnectorLearningRateMixin
