@@ -2,7 +2,7 @@
 
 cpu and cuda run HF ``Trainer``; hpu runs optimum-habana's ``GaudiTrainer`` (train/gaudi.py). All
 three share the arguments below and DeepSpeed (train/deepspeed_config.py); the batch values come
-from the global batch and the process count (train/batch_plan.py).
+from the global batch and the process count (study/batch_plan.py).
 """
 
 from __future__ import annotations
