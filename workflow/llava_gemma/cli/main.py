@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from llava_gemma.errors import UserError
-from llava_gemma.rehearsal.commands import add_commands as add_rehearsal_commands
+from llava_gemma.cli.rehearse import add_commands as add_rehearsal_commands
 
 
 def _json(text: str) -> dict:
