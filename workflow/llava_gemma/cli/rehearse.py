@@ -1,14 +1,17 @@
-"""The ``rehearse`` subcommands of the CLI, registered without importing torch (every CLI call builds the parser)."""
+"""``rehearse``: loopback stand-ins of every source a config names (user-facing); registered without
+importing torch (every CLI call builds the parser)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from llava_gemma.cli.options import Commands, add_configfile
+
 
 def _build(a) -> dict:
     from llava_gemma.rehearsal.build import build_mirror
 
-    return build_mirror(Path(a.out), Path(a.config), a.seed)
+    return build_mirror(Path(a.out), Path(a.configfile), a.seed)
 
 
 def _serve(a) -> None:
@@ -23,14 +26,14 @@ def _run(a) -> dict:
     return run_rehearsal(Path(a.repo), Path(a.mirror), Path(a.workdir), cores=a.cores)
 
 
-def add_commands(sub) -> None:
-    """``rehearse build`` and ``rehearse serve`` (see rehearsal/build.py)."""
-    parser = sub.add_parser("rehearse", help="loopback stand-ins of every source a config names (see README)",
-                               description="loopback stand-ins of every source a config names (see README)")
+def register(r: Commands) -> None:
+    """``rehearse build``, ``serve`` and ``run`` (see rehearsal/build.py)."""
+    parser = r.user("rehearse", None,  # a subcommand is required: build, serve or run
+                    "loopback stand-ins of every source a config names (docs/rehearsal.md)")
     inner = parser.add_subparsers(dest="rehearse_command", required=True,
                                   help="build the stand-ins, serve them, or serve them and run a study")
     build = inner.add_parser("build", help="generate tiny stand-ins of every model and download in their real layouts")
-    build.add_argument("--config", default="config.yaml", help="the study config whose sources to stand in for")
+    add_configfile(build, help="the study config whose sources to stand in for")
     build.add_argument("--out", required=True, help="the mirror's folder")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(fn=_build)

@@ -1,6 +1,6 @@
 """``llava-gemma rehearse build|serve``: the loopback mirror of every source a study config names.
 
-    llava-gemma rehearse build --config config.yaml --out /tmp/mirror    # generate the stand-ins (~30 s)
+    llava-gemma rehearse build --configfile config.yaml --out /tmp/mirror    # generate the stand-ins (~30 s)
     llava-gemma rehearse serve --root /tmp/mirror [--port 8765]           # serve them; prints the settings
 
 ``serve`` prints the settings that point the pipeline at the mirror, unchanged otherwise::
