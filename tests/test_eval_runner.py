@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from llava_gemma.analysis.blind_control import build_blind_control
+from llava_gemma.analysis.tables.blind_control import build_blind_control
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.generate import PixelCache, batch_inputs, chat_prompt, generate_answers, question_image
 from llava_gemma.eval.run import evaluate_benchmark, evaluate_cell

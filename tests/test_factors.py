@@ -182,7 +182,7 @@ def replicated_runs(tmp_path: Path) -> tuple[StudyConfig, Path]:
 def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
     import math
 
-    from llava_gemma.analysis.table1 import build_table1, write_table1
+    from llava_gemma.analysis.tables.table1 import build_table1, write_table1
 
     s, cells_dir = replicated_runs(tmp_path)
     table = build_table1(s.runs, ["gqa"], cells_dir)
@@ -200,7 +200,7 @@ def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
 
 
 def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
-    from llava_gemma.analysis.run_effects import build_run_effects
+    from llava_gemma.analysis.statistics.run_effects import build_run_effects
 
     s, cells_dir = replicated_runs(tmp_path)
     factors = {f.name: list(f.levels) for f in s.factors}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.loss_plot import _spread, draw_loss
-from llava_gemma.analysis.plots import plt
-from llava_gemma.analysis.relevancy_figure import draw_relevancy
+from llava_gemma.analysis.figures.loss_plot import _spread, draw_loss
+from llava_gemma.analysis.figures.plots import plt
+from llava_gemma.analysis.figures.relevancy_figure import draw_relevancy
 
 from .conftest import draw_scene
 

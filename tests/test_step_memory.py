@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from llava_gemma.analysis.estimate import run_estimate
-from llava_gemma.analysis.plan import run_plan
-from llava_gemma.analysis.step_memory import activation_bytes, head_loss_bytes, layer_bytes_per_token, step_memory
+from llava_gemma.analysis.planning.estimate import run_estimate
+from llava_gemma.analysis.planning.plan import run_plan
+from llava_gemma.analysis.planning.step_memory import (
+    activation_bytes,
+    head_loss_bytes,
+    layer_bytes_per_token,
+    step_memory,
+)
 from llava_gemma.errors import ConfigError
 from transformers import GemmaConfig
 

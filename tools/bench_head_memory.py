@@ -111,7 +111,7 @@ def scaled_case(checkpointing: bool, batch: int, tokens: int, fraction: float, c
 
 
 def scaled_model(args, chunk: int, fraction: float) -> None:
-    from llava_gemma.analysis.step_memory import step_memory
+    from llava_gemma.analysis.planning.step_memory import step_memory
     from transformers import GemmaConfig
 
     config = GemmaConfig(**SCALED)

@@ -239,7 +239,7 @@ def training_metrics():
 
 def relevancy_examples():
     """The configured relevancy examples (or the defaults) on benchmarks this config evaluates."""
-    from llava_gemma.analysis.relevancy import DEFAULT_EXAMPLES
+    from llava_gemma.analysis.figures.relevancy import DEFAULT_EXAMPLES
 
     examples = config.get("report", {}).get("relevancy_examples", DEFAULT_EXAMPLES)
     return [dict(benchmark=e["benchmark"], id=str(e["id"])) for e in examples if e["benchmark"] in BENCHMARKS]

@@ -9,7 +9,7 @@ from llava_gemma.cli.options import Commands, add_configfile
 
 
 def cmd_estimate(a) -> dict | None:
-    from llava_gemma.analysis.estimate import run_estimate
+    from llava_gemma.analysis.planning.estimate import run_estimate
 
     estimate = run_estimate(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
                             prepared=[Path(x) for x in a.prepared], backend=a.backend,
@@ -21,7 +21,7 @@ def cmd_estimate(a) -> dict | None:
 
 
 def cmd_plan(a) -> None:
-    from llava_gemma.analysis.plan import run_plan
+    from llava_gemma.analysis.planning.plan import run_plan
 
     print(run_plan(a.configfile, devices=a.devices, peak_tflops=a.peak_tflops, mfu=a.mfu,
                    prepared=[Path(x) for x in a.prepared], seed_sd=a.seed_sd, questions=a.questions,

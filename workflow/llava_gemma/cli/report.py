@@ -18,8 +18,8 @@ def _write_report_table(a, build, write) -> dict:
 
 
 def cmd_report(a) -> dict:
-    from llava_gemma.analysis.paper import build_comparison, write_comparison
-    from llava_gemma.analysis.table1 import build_table1, write_table1
+    from llava_gemma.analysis.tables.paper import build_comparison, write_comparison
+    from llava_gemma.analysis.tables.table1 import build_table1, write_table1
 
     def write(table, out_dir):
         write_table1(table, out_dir)
@@ -30,14 +30,14 @@ def cmd_report(a) -> dict:
 
 
 def cmd_blind_report(a) -> dict:
-    from llava_gemma.analysis.blind_control import build_blind_control, write_blind_control
+    from llava_gemma.analysis.tables.blind_control import build_blind_control, write_blind_control
 
     return _write_report_table(a, build_blind_control, write_blind_control)
 
 
 def cmd_effects(a) -> dict:
-    from llava_gemma.analysis.effects import build_effects, write_effects
-    from llava_gemma.analysis.run_effects import build_run_effects
+    from llava_gemma.analysis.statistics.effects import build_effects, write_effects
+    from llava_gemma.analysis.statistics.run_effects import build_run_effects
 
     s = settings(a.settings)
     if "factors" not in s:  # paper-grid cell names only: the three factors, one run per cell
@@ -50,7 +50,7 @@ def cmd_effects(a) -> dict:
 
 
 def cmd_speed(a) -> dict:
-    from llava_gemma.analysis.speed import build_speed, relative_speed, write_speed
+    from llava_gemma.analysis.tables.speed import build_speed, relative_speed, write_speed
 
     speed = build_speed(runs(a), settings(a.settings)["benchmarks"], Path(a.results_dir))
     write_speed(speed, Path(a.out))
@@ -59,14 +59,14 @@ def cmd_speed(a) -> dict:
 
 
 def cmd_loss_plot(a) -> dict:
-    from llava_gemma.analysis.training import write_loss_plot
+    from llava_gemma.analysis.figures.training import write_loss_plot
 
     return write_loss_plot(runs(a), Path(a.results_dir), Path(a.out))
 
 
 def cmd_data_filter(a) -> dict:
-    from llava_gemma.analysis.table1 import to_markdown
-    from llava_gemma.analysis.training import data_filter_summary
+    from llava_gemma.analysis.figures.training import data_filter_summary
+    from llava_gemma.analysis.tables.table1 import to_markdown
 
     summary = data_filter_summary(Path(a.prepared_dir))
     out = Path(a.out)
@@ -77,7 +77,7 @@ def cmd_data_filter(a) -> dict:
 
 
 def cmd_relevancy(a) -> dict:
-    from llava_gemma.analysis.relevancy import compute_cell_relevancy, maps_to_json
+    from llava_gemma.analysis.figures.relevancy import compute_cell_relevancy, maps_to_json
 
     maps = compute_cell_relevancy(Path(a.model), settings(a.settings)["examples"], Path(a.data))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -86,25 +86,25 @@ def cmd_relevancy(a) -> dict:
 
 
 def cmd_relevancy_figure(a) -> dict:
-    from llava_gemma.analysis.relevancy_figure import write_relevancy_figure
+    from llava_gemma.analysis.figures.relevancy_figure import write_relevancy_figure
 
     return write_relevancy_figure([Path(m) for m in a.maps], Path(a.out))
 
 
 def cmd_design(a) -> dict:
-    from llava_gemma.analysis.design_page import write_design
+    from llava_gemma.analysis.tables.design_page import write_design
 
     return write_design(settings(a.settings), Path(a.out))
 
 
 def cmd_describe_study(a) -> dict:
-    from llava_gemma.analysis.study_info import write_study_metadata
+    from llava_gemma.analysis.tables.study_info import write_study_metadata
 
     return write_study_metadata(settings(a.settings), Path(a.repo), Path(a.out))
 
 
 def cmd_model_card(a) -> dict:
-    from llava_gemma.analysis.model_card import write_model_card
+    from llava_gemma.analysis.tables.model_card import write_model_card
 
     return write_model_card(settings(a.settings), Path(a.out), Path(a.eval_dir) if a.eval_dir else None)
 

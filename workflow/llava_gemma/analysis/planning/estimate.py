@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from llava_gemma.analysis.memory import MemoryEstimate, cell_memory, memory_table
-from llava_gemma.analysis.step_memory import DEVICE_MEMORY_GB, step_memory
+from llava_gemma.analysis.planning.memory import MemoryEstimate, cell_memory, memory_table
+from llava_gemma.analysis.planning.step_memory import DEVICE_MEMORY_GB, step_memory
 from llava_gemma.errors import ConfigError, UserError
 from llava_gemma.model.architectures.cells import cell_config, meta_cell
 from llava_gemma.study.config import StageConfig, StudyConfig, validate_config

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from llava_gemma.analysis import clustered
-from llava_gemma.analysis.intervals import ols_intervals
+from llava_gemma.analysis.statistics import clustered
+from llava_gemma.analysis.statistics.intervals import ols_intervals
 
 MIN_RUN_DF = 2
 
 if TYPE_CHECKING:
-    from llava_gemma.analysis.effects import Term
+    from llava_gemma.analysis.statistics.effects import Term
     from llava_gemma.study.design import Design
 
 

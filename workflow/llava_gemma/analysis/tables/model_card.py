@@ -19,7 +19,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from llava_gemma.analysis.table1 import COLUMNS, read_metrics
+from llava_gemma.analysis.tables.table1 import COLUMNS, read_metrics
 
 GEMMA_TERMS = "https://ai.google.dev/gemma/terms"
 BENCHMARK_NAMES = {"gqa": "GQA", "mme": "MME", "mmvet": "MM-Vet", "pope": "POPE", "vqav2": "VQAv2",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from llava_gemma.analysis.intervals import Intervals, ols_intervals
+from llava_gemma.analysis.statistics.intervals import Intervals, ols_intervals
 from llava_gemma.study.design import Design
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llava_gemma.analysis import clustered
+from llava_gemma.analysis.statistics import clustered
 
 
 @dataclass(frozen=True)

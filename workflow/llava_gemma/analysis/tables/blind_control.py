@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.analysis.table1 import COLUMNS, to_markdown
+from llava_gemma.analysis.tables.table1 import COLUMNS, to_markdown
 from llava_gemma.study.config import Cell
 
 

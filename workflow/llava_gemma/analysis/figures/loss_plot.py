@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.ticker
 import pandas as pd
 
-from llava_gemma.analysis.plots import DPI, plt
+from llava_gemma.analysis.figures.plots import DPI, plt
 
 TITLES = {"stage1": "stage 1: connector pretraining", "stage2": "stage 2: instruction tuning"}
 MIN_LABEL_GAP = 0.055  # in axes fractions: end labels closer than this are pushed apart

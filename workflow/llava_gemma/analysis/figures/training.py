@@ -34,7 +34,7 @@ def loss_curves(cells: list[Cell], results_dir: Path) -> dict[str, dict[str, pd.
 
 
 def write_loss_plot(cells: list[Cell], results_dir: Path, out_dir: Path) -> dict:
-    from llava_gemma.analysis.loss_plot import plot_loss
+    from llava_gemma.analysis.figures.loss_plot import plot_loss
 
     curves = loss_curves(cells, results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -129,9 +129,9 @@ def fit_effects(outcomes: pd.DataFrame, factors: dict[str, tuple[str, ...]], ben
     (what the report showed before replicates; it ignores seed noise). Factors are reported in the
     order of ``factors``, levels in the order they list (the first present level is the baseline).
     """
-    from llava_gemma.analysis import clustered
-    from llava_gemma.analysis.interactions import interaction_rows
-    from llava_gemma.analysis.intervals import ols_intervals
+    from llava_gemma.analysis.statistics import clustered
+    from llava_gemma.analysis.statistics.interactions import interaction_rows
+    from llava_gemma.analysis.statistics.intervals import ols_intervals
 
     factors = {f: tuple(str(x) for x in lv) for f, lv in factors.items()}
     cells = outcomes[list(factors)].astype(str).drop_duplicates().reset_index(drop=True)
@@ -182,7 +182,7 @@ def _cluster_name(outcomes: pd.DataFrame) -> str:
 
 def build_effects(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> pd.DataFrame:
     """The three-factor grid's effects, one run per cell (the caller the Snakefile uses today)."""
-    from llava_gemma.analysis.outcomes import load_outcomes
+    from llava_gemma.analysis.statistics.outcomes import load_outcomes
 
     factors = {f: tuple(dict.fromkeys(getattr(c, f) for c in cells)) for f in FACTORS}
     frames = []
@@ -194,7 +194,7 @@ def build_effects(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> 
 
 def with_holm(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The benchmarks' tables as one, with Holm-adjusted p-values across benchmarks per term."""
-    from llava_gemma.analysis.multiplicity import add_holm
+    from llava_gemma.analysis.statistics.multiplicity import add_holm
 
     if not frames:
         return pd.DataFrame(columns=EFFECT_COLUMNS)
@@ -202,7 +202,7 @@ def with_holm(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def write_effects(effects: pd.DataFrame, out_dir: Path) -> None:
-    from llava_gemma.analysis.plots import plot_effects
+    from llava_gemma.analysis.figures.plots import plot_effects
 
     out_dir.mkdir(parents=True, exist_ok=True)
     effects.to_csv(out_dir / "effects.csv", index=False, float_format="%.5f")

@@ -12,7 +12,7 @@ from llava_gemma.study.config import Cell
 
 def run_outcomes(runs: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFrame:
     """Per-question outcomes of every run: run, one column per factor, question, cluster, y, kind."""
-    from llava_gemma.analysis.outcomes import load_outcomes
+    from llava_gemma.analysis.statistics.outcomes import load_outcomes
 
     frame = load_outcomes(runs, benchmark, cells_dir)
     levels = {r.name: dict(r.levels) for r in runs}
@@ -25,7 +25,7 @@ def run_outcomes(runs: list[Cell], benchmark: str, cells_dir: Path) -> pd.DataFr
 def build_run_effects(runs: list[Cell], benchmarks: list[str], cells_dir: Path,
                       factors: dict[str, list[str]], design: str | dict | list = "full") -> pd.DataFrame:
     """effects.csv: one ``fit_effects`` table per benchmark over every run of every cell."""
-    from llava_gemma.analysis.effects import fit_effects, with_holm
+    from llava_gemma.analysis.statistics.effects import fit_effects, with_holm
     from llava_gemma.study.design import select_cells
 
     chosen = select_cells(factors, design)

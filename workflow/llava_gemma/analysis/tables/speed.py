@@ -95,7 +95,7 @@ def relative_speed(speed: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_speed(speed: pd.DataFrame, out_dir: Path) -> None:
-    from llava_gemma.analysis.plots import plot_speed
+    from llava_gemma.analysis.figures.plots import plot_speed
 
     out_dir.mkdir(parents=True, exist_ok=True)
     speed.to_csv(out_dir / "speed.csv", index=False, float_format="%.4g")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llava_gemma.analysis.plots import DPI, plt
+from llava_gemma.analysis.figures.plots import DPI, plt
 
 
 def _normalised(relevancy: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llava_gemma.analysis.table1 import (
+from llava_gemma.analysis.tables.table1 import (
     COLUMNS,
     DECIMALS,
     MISSING,
@@ -31,7 +31,7 @@ PAPER_SPLITS = {**SPLITS, "vqav2": "test-dev"}
 
 
 def paper_table() -> pd.DataFrame:
-    with resources.files("llava_gemma.analysis").joinpath("paper_table1.csv").open() as fh:
+    with resources.files("llava_gemma.analysis.tables").joinpath("paper_table1.csv").open() as fh:
         return pd.read_csv(fh, comment="#", dtype={"lm_level": str, "tower_level": str})
 
 

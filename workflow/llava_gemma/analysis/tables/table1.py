@@ -90,7 +90,7 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
     With replicates, one row per cell: the mean over its runs, the question-sampling interval (the
     runs' mean bootstrap interval around that mean) and ``<column>_replicate_sd``, the standard
     deviation between the runs (analysis/replicate_rows.py)."""
-    from llava_gemma.analysis.replicate_rows import PAPER_FACTORS, mean_over_replicates
+    from llava_gemma.analysis.statistics.replicate_rows import PAPER_FACTORS, mean_over_replicates
 
     extra = [f for f, _ in cells[0].levels if f not in PAPER_FACTORS] if cells else []
     rows = []
@@ -200,7 +200,7 @@ def factor_columns(table: pd.DataFrame) -> list[str]:
 
 
 def table_note(table: pd.DataFrame) -> str:
-    from llava_gemma.analysis.replicate_rows import REPLICATE_NOTE
+    from llava_gemma.analysis.statistics.replicate_rows import REPLICATE_NOTE
 
     failures = "\n\n" + FAILED_NOTE if table.get("failed_questions", pd.Series(dtype=int)).any() else ""
     return (SPLIT_NOTE + "\n\n" + (REPLICATE_NOTE if "replicates" in table else INTERVAL_NOTE) + "\n\n" + BOLD_NOTE

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from llava_gemma.analysis.step_memory import StepMemory, device_warning
+from llava_gemma.analysis.planning.step_memory import StepMemory, device_warning
 
 GB = 1e9
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from llava_gemma.analysis.estimate import (
+from llava_gemma.analysis.planning.estimate import (
     PAPER_PEAK_TFLOPS,
     Hardware,
     StageWorkload,
@@ -28,7 +28,7 @@ from llava_gemma.errors import UserError
 from llava_gemma.study.config import Cell, StudyConfig, validate_config
 from llava_gemma.train.flops import CellShapes, training_flops
 
-REPO_ROOT = Path(__file__).resolve().parents[3]  # `local:` sources are relative to it
+REPO_ROOT = Path(__file__).resolve().parents[4]  # `local:` sources are relative to it
 # Mean text tokens of a toy sample (a caption pair; a short instruction conversation) and of its
 # supervised labels (the caption; the answers): estimates.
 TOY_TOKENS = {"stage1": 30.0, "stage2": 60.0}
@@ -162,8 +162,8 @@ def _merge(into: dict, new: dict) -> None:
 def plan_memory(study: StudyConfig, ranks: int, backend: str, loads: dict[str, StageWorkload],
                 capacity_gb: float | None = None) -> list:
     """Per-rank memory of every cell's stages (as ``llava-gemma estimate``), for any kind of backbone."""
-    from llava_gemma.analysis.estimate import device_capacity_gb, stage_step_memory
-    from llava_gemma.analysis.memory import cell_memory
+    from llava_gemma.analysis.planning.estimate import device_capacity_gb, stage_step_memory
+    from llava_gemma.analysis.planning.memory import cell_memory
     from llava_gemma.model.architectures.cells import MetaCell
     from llava_gemma.model.assemble import llava_shell
     from llava_gemma.study.config import StageConfig
@@ -195,7 +195,7 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
     loads = study_workloads(study, prepared)
     rows = plan_rows(study, hardware, loads)
-    from llava_gemma.analysis.memory import memory_table
+    from llava_gemma.analysis.planning.memory import memory_table
 
     configured = study.raw["train"]["backend"]
     backend = backend or ("hpu" if configured == "auto" else configured)
@@ -207,7 +207,7 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
 def _power(study: StudyConfig, seed_sd: float | None, questions: int, pilot: Path | None,
            target: float | None) -> str:
     """The power table (analysis/power.py) when a seed SD or a pilot's effects are given."""
-    from llava_gemma.analysis.power import pilot_spread, power_markdown
+    from llava_gemma.analysis.planning.power import pilot_spread, power_markdown
 
     if seed_sd is None and pilot is None:
         return ""
