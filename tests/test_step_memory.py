@@ -1,5 +1,5 @@
 """Device memory predicted before it is spent: activations and the LM head/loss per rank, and the warning
-when a configured micro-batch at data.max_length exceeds the device (analysis/step_memory.py)."""
+when a configured micro-batch at data.max_length exceeds the device (analysis/planning/step_memory.py)."""
 
 from __future__ import annotations
 

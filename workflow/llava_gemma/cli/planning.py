@@ -50,7 +50,8 @@ def register(r: Commands) -> None:
     _hardware_options(plan, backend_default=None,
                       backend_help="whose memory to predict (default: train.backend; auto counts as hpu)")
     plan.add_argument("--seed-sd", type=float, default=None,
-                      help="SD of a run's score over seeds (0-1 scale): adds the power table (analysis/power.py)")
+                      help="SD of a run's score over seeds (0-1 scale): adds the power table "
+                           "(analysis/planning/power.py)")
     plan.add_argument("--questions", type=int, default=1000, help="questions per benchmark, with --seed-sd")
     plan.add_argument("--pilot", default=None, help="a pilot study's effects.csv: its standard errors give the power")
     plan.add_argument("--target-effect", type=float, default=None,

@@ -4,7 +4,7 @@ Every cell's first replicate comes before any second one (a result of each cell 
 noise); within a replicate the cheaper cells come first. A cell's cost is its per-sample training FLOPs
 by the usual 2 x parameters x tokens rule (x3 for a stage that trains the LM, x2 for one that only
 back-propagates through it), read from the backbones' published configs (JSON, toy specs, local
-config.json): enough to order the cells. ``llava-gemma plan`` prints the full FLOPs (analysis/plan.py).
+config.json): enough to order the cells. ``llava-gemma plan`` prints the full FLOPs (analysis/planning/plan.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from llava_gemma.study.config import Cell, StudyConfig
 
 ARCHITECTURES = Path(__file__).resolve().parents[1] / "model" / "architectures"
 REPO_ROOT = Path(__file__).resolve().parents[3]
-TEXT_TOKENS = {"stage1": 40.0, "stage2": 300.0}  # per sample, as analysis/estimate.py assumes
+TEXT_TOKENS = {"stage1": 40.0, "stage2": 300.0}  # per sample, as analysis/planning/estimate.py assumes
 
 
 def _shape(source: dict) -> dict:

@@ -1,5 +1,5 @@
 """``llava-gemma estimate``: training FLOPs of every real cell, predicted hours, the paper's MFU, and
-the predicted host and device memory per rank (analysis/memory.py).
+the predicted host and device memory per rank (analysis/planning/memory.py).
 
 For each cell of a config whose backbones are hub ids with a shipped architecture, the model
 FLOPs (``train/flops.py``) of stage 1 (pretrain cells only) and stage 2 over their datasets, the
@@ -214,7 +214,7 @@ def gradient_checkpointing(study: StudyConfig, backend: str) -> bool:
 
 def stage_step_memory(study: StudyConfig, stage: str, text_config, image_tokens: int, ranks: int, backend: str,
                       load: StageWorkload, settings: dict | None = None):
-    """Activations and head/loss of the stage's micro-batch at data.max_length (analysis/step_memory.py);
+    """Activations and head/loss of the stage's micro-batch at data.max_length (analysis/planning/step_memory.py);
     ``settings``: a cell's own train.<stage> (default: the config's)."""
     from llava_gemma.study.batch_plan import plan_batch
 
@@ -228,7 +228,7 @@ def stage_step_memory(study: StudyConfig, stage: str, text_config, image_tokens:
 
 def estimate_memory(study: StudyConfig, ranks: int, backend: str, loads: dict[str, StageWorkload] | None = None,
                     capacity_gb: float | None = None) -> list[MemoryEstimate]:
-    """Per-rank memory of every cell's stages (analysis/memory.py), with the config's ZeRO stages, and
+    """Per-rank memory of every cell's stages (analysis/planning/memory.py), with the config's ZeRO stages, and
     one micro-batch's activations and head/loss at data.max_length against the device's capacity."""
     precision = study.raw["train"]["precision"]
     loads = loads or default_workloads(WorkloadDefaults())

@@ -17,7 +17,7 @@ shared and reclaimable), not counted here. tools/bench_load_memory.py measured, 
 2 ranks: fp32 4.97 GB per rank, bf16 2.28, ZeRO-3 1.82 on rank 1 and 2.53 on rank 0.
 
 On the device, one micro-batch's activations and LM head with its loss come on top
-(analysis/step_memory.py), at the stage's micro-batch and rows of ``data.max_length`` tokens: the
+(analysis/planning/step_memory.py), at the stage's micro-batch and rows of ``data.max_length`` tokens: the
 longest step, which the sampler runs first. Not counted: communication buffers and the allocator's slack.
 """
 

@@ -4,7 +4,7 @@ hours on the configured devices, and the total, before anything is spent.
 FLOPs come from ``train/flops.py`` as in ``llava-gemma estimate``, for every kind of backbone: hub
 checkpoints through their shipped architectures, ``local`` folders through their config.json, toy
 models through their spec. A stage-1 run is counted once, on the first run that needs it (cells with
-equal stage-1 settings share it). Workloads are the documented estimates of ``analysis/estimate.py``
+equal stage-1 settings share it). Workloads are the documented estimates of ``analysis/planning/estimate.py``
 for downloaded data (the toy world's own sizes for a toy study) unless prepared data are given.
 Snakemake priorities order the training jobs by a cheaper cost model of the same kind (run_order.py).
 """
@@ -206,7 +206,7 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
 
 def _power(study: StudyConfig, seed_sd: float | None, questions: int, pilot: Path | None,
            target: float | None) -> str:
-    """The power table (analysis/power.py) when a seed SD or a pilot's effects are given."""
+    """The power table (analysis/planning/power.py) when a seed SD or a pilot's effects are given."""
     from llava_gemma.analysis.planning.power import pilot_spread, power_markdown
 
     if seed_sd is None and pilot is None:

@@ -42,7 +42,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 # The split (or set) each column's number is measured on, as this pipeline's loaders read them. VQAv2 is
 # scored on val2014 because test-dev answers are not public (the paper's column is test-dev, see
-# analysis/paper.py); the test-dev answers for EvalAI are written beside: TESTDEV_SUBMISSION.
+# analysis/tables/paper.py); the test-dev answers for EvalAI are written beside: TESTDEV_SUBMISSION.
 SPLITS: dict[str, str] = {
     "gqa": "test-dev balanced",
     "mme_cognition": "MME",
@@ -89,7 +89,7 @@ def build_table1(cells: list[Cell], benchmarks: list[str], cells_dir: Path) -> p
 
     With replicates, one row per cell: the mean over its runs, the question-sampling interval (the
     runs' mean bootstrap interval around that mean) and ``<column>_replicate_sd``, the standard
-    deviation between the runs (analysis/replicate_rows.py)."""
+    deviation between the runs (analysis/statistics/replicate_rows.py)."""
     from llava_gemma.analysis.statistics.replicate_rows import PAPER_FACTORS, mean_over_replicates
 
     extra = [f for f, _ in cells[0].levels if f not in PAPER_FACTORS] if cells else []
