@@ -33,6 +33,15 @@ REPO_ROOT = Path(__file__).resolve().parents[4]  # `local:` sources are relative
 # supervised labels (the caption; the answers): estimates.
 TOY_TOKENS = {"stage1": 30.0, "stage2": 60.0}
 TOY_SUPERVISED = {"stage1": 27.0, "stage2": 20.0}
+# A toy world's VQA-style conversation becomes one record per question: 6961 stage-2 records from
+# 2000 conversations in a toy.yaml run (tools/toy_throughput.py prints it from a run's files).
+TOY_RECORDS_PER_CONVERSATION = 3.48
+# A toy study on the CPU is timed in minutes at the model FLOP rate its training measured, not in
+# device hours at a peak and an MFU: 1.83e13 model FLOPs in 415 s over the 12 training stages of a
+# toy.yaml run on 2 cores (tools/toy_throughput.py). The smallest stages run at a third of it, the
+# largest at 1.3 times it, so a single run is predicted within about a factor of two, the study closer.
+TOY_CPU_TFLOPS = 0.044
+TOY_CPU = Hardware(devices=1, peak_tflops=TOY_CPU_TFLOPS, mfu=1.0)
 
 
 def _text_config(source: dict):
@@ -117,10 +126,12 @@ def stage_flops(study: StudyConfig, cell: Cell, stage: str, load: StageWorkload)
 def study_workloads(study: StudyConfig, prepared: list[Path] = ()) -> dict[str, StageWorkload]:
     if study.is_toy_world and not prepared:
         world = study.raw["toy_world"]
+        per = {"stage1": 1.0, "stage2": TOY_RECORDS_PER_CONVERSATION}  # records per drawn sample
+        unit = {"stage1": "samples", "stage2": f"conversations x {per['stage2']:g} records"}
         return {stage: StageWorkload(np.array([TOY_TOKENS[stage]]), np.array([1]),
-                                     np.array([world.get(key, 2000)]),
-                                     source=f"estimate: toy_world.{key} samples x {TOY_TOKENS[stage]:g} text tokens "
-                                            f"({TOY_SUPERVISED[stage]:g} supervised)",
+                                     np.array([round(world.get(key, 2000) * per[stage])]),
+                                     source=f"estimate: toy_world.{key} {unit[stage]} x {TOY_TOKENS[stage]:g} text "
+                                            f"tokens ({TOY_SUPERVISED[stage]:g} supervised)",
                                      supervised=np.array([TOY_SUPERVISED[stage]]))
                 for stage, key in (("stage1", "n_pretrain"), ("stage2", "n_instruct"))}
     return workloads(WorkloadDefaults(), prepared)
@@ -193,14 +204,16 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
     study = load_configs(configfiles)
     hardware = Hardware(devices=devices or study.raw["train"]["devices"],
                         peak_tflops=peak_tflops or study.peak_tflops or PAPER_PEAK_TFLOPS, mfu=mfu)
+    # A toy study on the CPU: minutes at the toy's measured rate (an explicit --peak-tflops times devices).
+    toy_cpu = peak_tflops is None and study.is_toy_world and study.raw["train"]["backend"] == "cpu"
     loads = study_workloads(study, prepared)
-    rows = plan_rows(study, hardware, loads)
+    rows = plan_rows(study, TOY_CPU if toy_cpu else hardware, loads)
     from llava_gemma.analysis.planning.memory import memory_table
 
     configured = study.raw["train"]["backend"]
     backend = backend or ("hpu" if configured == "auto" else configured)
     memory = plan_memory(study, hardware.devices, backend, loads, device_memory_gb)
-    return (plan_markdown(study, rows, hardware, loads) + "\n" + memory_table(memory, backend) + "\n"
+    return (plan_markdown(study, rows, hardware, loads, toy_cpu=toy_cpu) + "\n" + memory_table(memory, backend) + "\n"
             + _power(study, seed_sd, questions, pilot, target))
 
 
@@ -224,22 +237,27 @@ def _power(study: StudyConfig, seed_sd: float | None, questions: int, pilot: Pat
     return "\n" + power_markdown(spread, len(study.cells), study.replicates, run_terms, target, source)
 
 
-def plan_markdown(study: StudyConfig, rows: list[dict], hardware: Hardware, loads: dict[str, StageWorkload]) -> str:
-    hours = f"hours on {hardware.devices} x {hardware.peak_tflops:g} TFLOP/s at MFU {hardware.mfu:g}"
+def plan_markdown(study: StudyConfig, rows: list[dict], hardware: Hardware, loads: dict[str, StageWorkload],
+                  *, toy_cpu: bool = False) -> str:
+    """The runs' table; ``toy_cpu``: the time column is CPU minutes at ``TOY_CPU_TFLOPS``, not device hours."""
+    if toy_cpu:
+        time, scale = f"CPU minutes at the toy's measured {TOY_CPU_TFLOPS:g} TFLOP/s", 60.0
+        how = (f"- CPU minutes: training only, at the {TOY_CPU_TFLOPS:g} TFLOP/s of model FLOPs a toy study measured "
+               "on 2 cores (--peak-tflops gives device hours instead)")
+    else:
+        time, scale = f"hours on {hardware.devices} x {hardware.peak_tflops:g} TFLOP/s at MFU {hardware.mfu:g}", 1.0
+        how = (f"- hours: {hardware.devices} devices x {hardware.peak_tflops:g} TFLOP/s peak (train.peak_tflops, "
+               "--peak-tflops, else Gaudi 2's) x the MFU")
     lines = [f"Study {study.raw['study']}: {len(study.cells)} cells x {study.replicates} replicate(s) = "
              f"{len(rows)} runs, {len({r['stage1_run'] for r in rows if r['stage1_run']})} stage-1 runs.", "",
-             f"| run | replicate | stage-1 run | stage 1 FLOP | stage 2 FLOP | {hours} |",
+             f"| run | replicate | stage-1 run | stage 1 FLOP | stage 2 FLOP | {time} |",
              "|---|---:|---|---:|---:|---:|"]
     for r in rows:
         shared = "-" if not r["stage1_run"] else (f"{r['stage1_flops']:.3g}" if r["stage1_flops"] else "shared")
         lines.append(f"| {r['run']} | {r['replicate']} | {r['stage1_run'] or '-'} | {shared} | "
-                     f"{r['stage2_flops']:.3g} | {r['hours']:.3g} |")
+                     f"{r['stage2_flops']:.3g} | {r['hours'] * scale:.3g} |")
     total = sum(r["flops"] for r in rows)
-    lines.append(f"| **total** | | | | {total:.3g} (both stages) | {hardware.hours(total):.3g} |")
+    lines.append(f"| **total** | | | | {total:.3g} (both stages) | {sum(r['hours'] for r in rows) * scale:.3g} |")
     lines += ["", *[f"- {stage}: {w.source}" for stage, w in sorted(loads.items())],
-              "- model FLOPs (train/flops.py); a stage-1 run is counted on the first run that needs it",
-              f"- hours: {hardware.devices} devices x {hardware.peak_tflops:g} TFLOP/s peak (train.peak_tflops, "
-              "--peak-tflops, else Gaudi 2's) x the MFU"]
+              "- model FLOPs (train/flops.py); a stage-1 run is counted on the first run that needs it", how]
     return "\n".join(lines) + "\n"
-
-
