@@ -100,8 +100,8 @@ def cmd_fetch_ocr_vqa(a) -> dict:
 
 def cmd_prepare(a) -> dict:
     from llava_gemma.data.prepare import prepare_dataset
-    from llava_gemma.data.vocabulary import write_vocabulary
     from llava_gemma.model.assemble import build_processor, image_token_count, prepare_tokenizer
+    from llava_gemma.model.vocabulary import write_vocabulary
     from llava_gemma.study.backbone_sources import check_role
 
     # A hub backbone is first read here (validation cannot read the hub): a wrong kind is one sentence.
