@@ -33,7 +33,7 @@ from .test_model_card import PAPER_CELL
 from .test_report_tables import CELLS, fixture_metrics, fixture_training, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT_FILES = {"table1.csv", "table1_vs_paper.csv", "effects.csv", "effects.png", "speed.csv",
+REPORT_FILES = {"table1.csv", "table1.html", "table1_vs_paper.csv", "effects.csv", "effects.png", "speed.csv",
                 "speed_relative.csv", "speed.png", "loss.png", "data_filter.csv", "relevancy.png", "blind_control.csv",
                 "study.csv", "README.md", "design.md"}
 
@@ -124,3 +124,10 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
     with Image.open(shot) as img:
         assert img.size == (1400, 1000) and len(set(img.convert("L").getdata())) > 20  # not a blank page
 
+
+
+def test_the_report_builds_without_docutils_warnings(report_html):
+    html, log = report_html
+    messages = re.findall(r"\((?:INFO|WARNING|ERROR|SEVERE)/\d\)[^\n]*", log)
+    assert not messages, messages
+    assert "System Message" not in html.read_text()  # docutils embeds its warnings in the page, too

@@ -74,6 +74,9 @@ def test_table1_bold_only_where_the_best_is_separated(tmp_path):
     assert table.set_index("cell")["best_in"].fillna("").to_dict()["7b_dinov2_skip"] == "gqa"
     write_table1(table, tmp_path / "report")
     assert "**0.450** [0.430, 0.470]" in (tmp_path / "report" / "table1.md").read_text()
+    page = (tmp_path / "report" / "table1.html").read_text()  # the report's Table 1 page
+    assert "<td><b>0.450</b> [0.430, 0.470]</td>" in page and page.count("<tr>") == len(table) + 1
+    assert "runner-up" in page and "\x00" not in page
     csv = pd.read_csv(tmp_path / "report" / "table1.csv")
     assert list(csv.columns) == list(table.columns)
 

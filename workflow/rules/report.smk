@@ -41,6 +41,7 @@ rule make_table1:
         all_metrics(),
     output:
         csv=report("results/report/table1.csv", caption="../report/table1.rst", category="Table 1"),
+        html=report("results/report/table1.html", caption="../report/table1_html.rst", category="Table 1"),
         md="results/report/table1.md",
         tex="results/report/table1.tex",
         paper=report("results/report/table1_vs_paper.csv", caption="../report/table1_vs_paper.rst",

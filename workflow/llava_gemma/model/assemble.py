@@ -152,6 +152,26 @@ def _set_generation_defaults(model: LlavaForConditionalGeneration, tokenizer) ->
     gen.do_sample = False
 
 
+def save_cell_processor(processor: LlavaProcessor, out_dir: str | Path) -> None:
+    """Save a trained cell's processor with its tokenizer's EOS set to ``<end_of_turn>``.
+
+    Clients such as lmms-eval's ``llava_hf`` pass ``eos_token_id=tokenizer.eos_token_id`` to
+    ``generate``, which replaces the generation config's list; a cell ends its answers with
+    ``<end_of_turn>`` and never emits ``<eos>``, so with Gemma's ``<eos>`` there they would generate
+    their whole budget. Gemma 3's report gives ``<end_of_turn>`` as the instruction-tuned models' EOS;
+    Google's own checkpoints keep ``<eos>`` in the tokenizer and list both in the generation config,
+    which only helps clients that do not pass an id. Training keeps ``<eos>`` (stage 1's captions end
+    with it): only the saved copy changes.
+    """
+    tokenizer = processor.tokenizer
+    eos = tokenizer.eos_token
+    tokenizer.eos_token = END_OF_TURN
+    try:
+        processor.save_pretrained(out_dir)
+    finally:
+        tokenizer.eos_token = eos
+
+
 STAGE2_DEFAULT = ("connector", "language_model")
 
 

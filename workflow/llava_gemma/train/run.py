@@ -22,6 +22,7 @@ from llava_gemma.model.assemble import (
     image_side,
     image_token_count,
     load_connector,
+    save_cell_processor,
     save_connector,
     set_trainable,
 )
@@ -111,7 +112,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     else:
         trainer.save_model(str(out_dir))  # gathers ZeRO-3 shards; safetensors
         if trainer.is_world_process_zero():
-            processor.save_pretrained(out_dir)
+            save_cell_processor(processor, out_dir)  # EOS = <end_of_turn> for every client
     metrics = {
         "stage": stage_name, "backend": backend, "precision": precision, "world_size": world_size,
         "wall_seconds": wall, "train_samples_per_second": result.metrics.get("train_samples_per_second"),

@@ -16,6 +16,7 @@ than the model's.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -241,8 +242,32 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(table: pd.DataFrame) -> str:
+    """A standalone HTML page of the table, best values in bold and the note below (the report shows it)."""
+    shown = table1_display(table, bold=BOLD_MARKS)
+    rows = "\n".join("<tr>" + "".join(f"<td>{_html_text(v)}</td>" for v in row) + "</tr>"
+                     for _, row in shown.iterrows())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
+    note = "".join(f"<p>{html.escape(par)}</p>" for par in table_note(table).split("\n\n") if par.strip())
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 1</title><style>{HTML_STYLE}</style>"
+            f"</head><body><table><thead><tr>{head}</tr></thead><tbody>\n{rows}\n</tbody></table>{note}</body></html>\n")
+
+
+BOLD_MARKS = ("\x00", "\x01")  # bold placeholders: the text is escaped first, then they become <b></b>
+
+
+def _html_text(value) -> str:
+    return html.escape(str(value)).replace(BOLD_MARKS[0], "<b>").replace(BOLD_MARKS[1], "</b>")
+
+
+HTML_STYLE = ("body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+              "th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap} "
+              "th{border-bottom:2px solid #333} p{max-width:70em}")
+
+
 def write_table1(table: pd.DataFrame, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "table1.html").write_text(to_html(table))
     table.to_csv(out_dir / "table1.csv", index=False, float_format="%.4f")
     (out_dir / "table1.md").write_text(to_markdown(table1_display(table)) + "\n" + table_note(table) + "\n")
     (out_dir / "table1.tex").write_text(to_latex(table))
