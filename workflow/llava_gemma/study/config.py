@@ -241,7 +241,7 @@ def _check_references(raw: dict, source: str) -> None:
             f"grid ({', '.join(study.language_models)}); name the level whose language_model tokenizes the data.")
     _check_stages(raw, source)
     # eval.benchmarks needs no check here: the schema names the implemented benchmarks, and
-    # tests/test_study_layers.py holds that list to eval's registry (the study imports no stage).
+    # tests/test_package_layers.py holds that list to eval's registry (the study imports no stage).
 
 def _check_stages(raw: dict, source: str) -> None:
     """Every stage's batch plan: the config's own, and each level's that overrides a stage setting."""
