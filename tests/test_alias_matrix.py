@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.effects import fit_effects
-from llava_gemma.design import select_cells
-from llava_gemma.design.alias_matrix import alias_chains, chain_text
+from llava_gemma.analysis.statistics.effects import fit_effects
+from llava_gemma.study.design import select_cells
+from llava_gemma.study.design.alias_matrix import alias_chains, chain_text
 
 PAPER = {"language_model": ["2b", "7b"], "vision_tower": ["clip", "dinov2"], "connector": ["pretrain", "skip"]}
 LETTERS = {"language_model": "A", "vision_tower": "B", "connector": "C"}

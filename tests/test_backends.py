@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from llava_gemma.config import ConfigError, StageConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.batch_plan import BatchSizeError, plan_batch
+from llava_gemma.study.config import StageConfig, validate_config
 from llava_gemma.train import backends
 from llava_gemma.train.backends import BackendUnavailable, resolve_backend
-from llava_gemma.train.batch_plan import BatchSizeError, plan_batch
 from llava_gemma.train.dataset import LlavaCollator, padded_width
 from llava_gemma.train.gaudi import OptimumHabanaUnavailable, gaudi_trainer
 from llava_gemma.train.masking import IGNORE_INDEX

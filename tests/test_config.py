@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.config import StudyConfig, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,8 +138,8 @@ def test_a_misspelt_required_key_is_named_as_the_typo_with_a_guess():
 
 
 def test_a_hub_backbone_of_the_wrong_kind_is_one_sentence_where_it_is_first_read(tmp_path):
-    from llava_gemma.backbone_sources import TOWER_MODEL_TYPES, BackboneMismatch, check_role
     from llava_gemma.model.backbones import VISION_TOWERS
+    from llava_gemma.study.backbone_sources import TOWER_MODEL_TYPES, BackboneMismatch, check_role
 
     assert set(TOWER_MODEL_TYPES) == set(VISION_TOWERS)  # validation's list is the loader's
     folder = tmp_path / "data/models/clip"

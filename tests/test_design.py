@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from llava_gemma.config import ConfigError
-from llava_gemma.design import select_cells
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.design import select_cells
 
 PAPER = {"language_model": ["2b", "7b"], "vision_tower": ["clip", "dinov2"], "connector": ["pretrain", "skip"]}
 FOUR = {**PAPER, "connector_arch": ["linear", "mlp2x_gelu"]}

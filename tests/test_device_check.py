@@ -79,7 +79,7 @@ def test_smoke_rule_runs_at_max_length_and_checks_the_device_against_the_cpu(tmp
 def test_cuda_uses_torchs_fused_adamw_through_deepspeed():
     """No DeepSpeed fused_adam op (compiled with nvcc on the node): DeepSpeed builds torch.optim.AdamW(fused=True)."""
     from deepspeed.runtime.engine import DeepSpeedEngine
-    from llava_gemma.train.batch_plan import plan_batch
+    from llava_gemma.study.batch_plan import plan_batch
     from llava_gemma.train.deepspeed_config import deepspeed_config
 
     params = deepspeed_config(3, "bf16", "cuda", plan_batch(128, 8, 16))["optimizer"]["params"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.effects import build_effects, write_effects
-from llava_gemma.config import Cell
+from llava_gemma.analysis.statistics.effects import build_effects, write_effects
+from llava_gemma.study.config import Cell
 
 CELLS = [Cell(lm, tower, c) for lm in ("2b", "7b") for tower in ("clip", "dinov2") for c in ("pretrain", "skip")]
 PLANTED = {"connector": -0.15, "vision_tower": 0.08, "language_model": 0.12}

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis import clustered
-from llava_gemma.analysis.effects import build_effects, fit_effects
-from llava_gemma.analysis.multiplicity import holm
-from llava_gemma.analysis.simulated import Scenario, coverage, report_fit, simulate_outcomes
-from llava_gemma.config import Cell
-from llava_gemma.design import select_cells
+from llava_gemma.analysis.statistics import clustered
+from llava_gemma.analysis.statistics.effects import build_effects, fit_effects
+from llava_gemma.analysis.statistics.multiplicity import holm
+from llava_gemma.analysis.statistics.simulated import Scenario, coverage, report_fit, simulate_outcomes
+from llava_gemma.study.config import Cell
+from llava_gemma.study.design import select_cells
 from scipy import stats
 
 F3 = {"language_model": ["2b", "7b"], "vision_tower": ["clip", "dinov2"], "connector": ["pretrain", "skip"]}

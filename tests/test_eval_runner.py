@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from llava_gemma.analysis.blind_control import build_blind_control
-from llava_gemma.config import Cell
+from llava_gemma.analysis.tables.blind_control import build_blind_control
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.generate import PixelCache, batch_inputs, chat_prompt, generate_answers, question_image
 from llava_gemma.eval.run import evaluate_benchmark, evaluate_cell
 from llava_gemma.model.assemble import assemble_llava
 from llava_gemma.model.images import mean_colour
+from llava_gemma.study.config import Cell
 
 from .conftest import draw_scene
 from .test_benchmarks_layouts import write_release, write_testdev

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.config import StudyConfig, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,7 +182,7 @@ def replicated_runs(tmp_path: Path) -> tuple[StudyConfig, Path]:
 def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
     import math
 
-    from llava_gemma.analysis.table1 import build_table1, write_table1
+    from llava_gemma.analysis.tables.table1 import build_table1, write_table1
 
     s, cells_dir = replicated_runs(tmp_path)
     table = build_table1(s.runs, ["gqa"], cells_dir)
@@ -199,7 +200,7 @@ def test_table1_means_replicates_and_keeps_both_spreads_apart(tmp_path):
 
 
 def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
-    from llava_gemma.analysis.run_effects import build_run_effects
+    from llava_gemma.analysis.statistics.run_effects import build_run_effects
 
     s, cells_dir = replicated_runs(tmp_path)
     factors = {f.name: list(f.levels) for f in s.factors}
@@ -211,7 +212,7 @@ def test_effects_use_every_run_and_name_the_aliasing(tmp_path):
 
 
 def test_priorities_start_every_first_replicate_and_cheaper_cells_first():
-    from llava_gemma.run_order import train_priority
+    from llava_gemma.study.run_order import train_priority
 
     s = study(load("examples/toy-design.yaml"))
     priority = {r.name: train_priority(s, r) for r in s.runs}

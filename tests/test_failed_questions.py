@@ -8,13 +8,13 @@ import math
 from pathlib import Path
 
 import pytest
-from llava_gemma.analysis.model_card import write_model_card
-from llava_gemma.analysis.table1 import FAILED_COLUMN, build_table1, table1_display, write_table1
-from llava_gemma.config import Cell
+from llava_gemma.analysis.tables.model_card import write_model_card
+from llava_gemma.analysis.tables.table1 import FAILED_COLUMN, build_table1, table1_display, write_table1
 from llava_gemma.eval.benchmarks import get_benchmark
 from llava_gemma.eval.benchmarks.base import Question
 from llava_gemma.eval.failures import study_failure_lines, warn_failures
 from llava_gemma.eval.judge import Grade
+from llava_gemma.study.config import Cell
 
 from .test_model_card import PAPER_CELL, write_metrics
 from .test_report_tables import CELLS, fixture_metrics
@@ -56,7 +56,7 @@ def test_an_empty_prediction_never_parses_to_an_answer(name):
     record = bench.score(QUESTIONS[name], "")
     assert record.get("correct", False) is False and record.get("score", 0.0) == 0.0, record
     assert judge.calls == 0  # nothing to grade: no judge request is spent on a failed question
-    from llava_gemma.analysis.outcomes import CLUSTER_FIELD
+    from llava_gemma.analysis.statistics.outcomes import CLUSTER_FIELD
 
     if CLUSTER_FIELD.get(name) == "image":  # clustered with its image's other questions, answered or not
         assert "image" in record, record

@@ -13,10 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from llava_gemma.analysis.estimate import WorkloadDefaults, run_estimate
+from llava_gemma.analysis.planning.estimate import WorkloadDefaults, run_estimate
 from llava_gemma.cli import main
-from llava_gemma.config import ConfigError
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
 from llava_gemma.model.architectures.cells import cell_config, meta_cell
 from llava_gemma.model.assemble import llava_config, set_trainable
 from llava_gemma.train.flops import (
@@ -180,7 +179,7 @@ def test_estimate_for_the_paper_config():
 
 
 def test_memory_per_rank_follows_the_zero_accounting():
-    from llava_gemma.analysis.memory import cell_memory, memory_estimate
+    from llava_gemma.analysis.planning.memory import cell_memory, memory_estimate
     from llava_gemma.model.architectures.cells import meta_cell
 
     # 10B parameters, 8B trained, on 8 ranks in bf16: 2 + 2 + 12 bytes per parameter, ZeRO partitioning.

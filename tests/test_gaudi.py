@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from llava_gemma.config import StageConfig
-from llava_gemma.train.batch_plan import plan_batch
+from llava_gemma.study.batch_plan import plan_batch
+from llava_gemma.study.config import StageConfig
 from llava_gemma.train.gaudi import gaudi_argument_kwargs, gaudi_config_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]

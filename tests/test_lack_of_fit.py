@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.effects import fit_effects
-from llava_gemma.analysis.lack_of_fit import TERM, lack_of_fit
-from llava_gemma.analysis.simulated import Scenario, simulate_outcomes
-from llava_gemma.design import select_cells
+from llava_gemma.analysis.statistics.effects import fit_effects
+from llava_gemma.analysis.statistics.lack_of_fit import TERM, lack_of_fit
+from llava_gemma.analysis.statistics.simulated import Scenario, simulate_outcomes
+from llava_gemma.study.design import select_cells
 
 PAPER = {"language_model": ("2b", "7b"), "vision_tower": ("clip", "dinov2"), "connector": ("pretrain", "skip")}
 EFFECTS = {"language_model": 0.1, "vision_tower": 0.05, "connector": -0.05}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
-from llava_gemma.analysis.model_card import GEMMA_TERMS, write_model_card
-from llava_gemma.analysis.table1 import COLUMNS
+from llava_gemma.analysis.tables.model_card import GEMMA_TERMS, write_model_card
+from llava_gemma.analysis.tables.table1 import COLUMNS
 from llava_gemma.cli import main
 
 STAGE = dict(learning_rate=2e-5, global_batch_size=128, per_device_batch_size=4, epochs=1, warmup_ratio=0.03,

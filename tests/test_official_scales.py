@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.effects import fit_effects
-from llava_gemma.analysis.official_scales import official_outcomes
-from llava_gemma.analysis.outcomes import load_outcomes
-from llava_gemma.config import Cell
+from llava_gemma.analysis.statistics.effects import fit_effects
+from llava_gemma.analysis.statistics.official_scales import official_outcomes
+from llava_gemma.analysis.statistics.outcomes import load_outcomes
 from llava_gemma.eval.benchmarks.mme import COGNITION, PERCEPTION, MMEBenchmark
 from llava_gemma.eval.benchmarks.mmvp import MMVPBenchmark
 from llava_gemma.eval.benchmarks.pope import PopeBenchmark
+from llava_gemma.study.config import Cell
 
 FACTORS = ["language_model", "vision_tower", "connector"]
 CELLS = [Cell(lm, tower, "pretrain") for lm in ("2b", "7b") for tower in ("clip", "dinov2")]

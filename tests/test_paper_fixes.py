@@ -8,7 +8,7 @@ import pytest
 import torch
 from llava_gemma.data.weights import CheckpointError, convert_bin_checkpoint
 from llava_gemma.eval.benchmarks import get_benchmark
-from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
+from llava_gemma.study.stamp import StudyMismatch, check_study_folders, stamp_study_folders
 from safetensors.torch import load_file
 
 

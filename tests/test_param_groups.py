@@ -23,7 +23,7 @@ def test_connector_moves_to_its_own_groups_with_their_rate():
 
 
 def test_deepspeed_config_leaves_the_optimizer_to_the_trainer_with_a_connector_rate():
-    from llava_gemma.train.batch_plan import plan_batch
+    from llava_gemma.study.batch_plan import plan_batch
     from llava_gemma.train.deepspeed_config import deepspeed_config
 
     plan = plan_batch(8, 1, 8, stage="stage2")

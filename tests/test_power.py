@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from llava_gemma.analysis.power import detectable_effect, pilot_spread, power_markdown, replicates_needed
+from llava_gemma.analysis.planning.power import detectable_effect, pilot_spread, power_markdown, replicates_needed
 from llava_gemma.errors import UserError
 from scipy import stats
 

@@ -12,11 +12,11 @@ from functools import cache
 import pytest
 import torch
 import yaml
-from llava_gemma.config import StudyConfig
 from llava_gemma.errors import UserError
 from llava_gemma.model.architectures import architecture, registry
 from llava_gemma.model.architectures.cells import meta_cell, real_processor
 from llava_gemma.model.assemble import image_token_count, prepare_tokenizer
+from llava_gemma.study.config import StudyConfig
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
 from PIL import Image
 

@@ -71,7 +71,7 @@ def test_every_benchmark_loader_read_every_question_the_stand_ins_hold(rehearsal
 
 
 def test_table1_has_every_cell_and_every_paper_column(rehearsal):
-    from llava_gemma.analysis.table1 import COLUMNS
+    from llava_gemma.analysis.tables.table1 import COLUMNS
 
     table = pd.read_csv(rehearsal["workdir"] / "results" / "report" / "table1.csv")
     assert len(table) == 8

@@ -127,8 +127,8 @@ def test_urls_come_from_the_mirror_with_resume_and_the_real_inner_layouts(env, t
 
 
 def _paper_sources():
-    from llava_gemma.config import StudyConfig
     from llava_gemma.data.sources import hub_sources
+    from llava_gemma.study.config import StudyConfig
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     return hub_sources(config, StudyConfig(config).models)

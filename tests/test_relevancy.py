@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from llava_gemma.analysis.relevancy import (
+from llava_gemma.analysis.figures.relevancy import (
     accumulate_relevancy,
     image_relevancy,
     load_eager,
     patch_grid,
     prompt_inputs,
 )
-from llava_gemma.analysis.relevancy_figure import write_relevancy_figure
+from llava_gemma.analysis.figures.relevancy_figure import write_relevancy_figure
 
 from .conftest import TINY_TOWERS, draw_scene
 

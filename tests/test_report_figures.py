@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from llava_gemma.analysis.loss_plot import _spread, draw_loss
-from llava_gemma.analysis.plots import plt
-from llava_gemma.analysis.relevancy_figure import draw_relevancy
+from llava_gemma.analysis.figures.loss_plot import _spread, draw_loss
+from llava_gemma.analysis.figures.plots import plt
+from llava_gemma.analysis.figures.relevancy_figure import draw_relevancy
 
 from .conftest import draw_scene
 
@@ -84,7 +84,7 @@ def test_replicated_runs_keep_their_levels_and_are_told_apart():
 
 
 def test_effects_figure_leaves_official_scales_and_the_fit_test_out_of_its_rows(tmp_path):
-    from llava_gemma.analysis.plots import plot_effects
+    from llava_gemma.analysis.figures.plots import plot_effects
 
     common = {"benchmark": "pope", "n_questions": 10, "n_clusters": 5, "n_runs": 8, "n_cells": 4,
               "clustered_by": "image and run", "outcome": "correct"}

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llava_gemma.analysis.blind_control import build_blind_control, write_blind_control
-from llava_gemma.analysis.effects import build_effects, write_effects
-from llava_gemma.analysis.model_card import write_model_card
-from llava_gemma.analysis.paper import build_comparison, write_comparison
-from llava_gemma.analysis.relevancy_figure import write_relevancy_figure
-from llava_gemma.analysis.speed import build_speed, write_speed
-from llava_gemma.analysis.study_info import write_study_metadata
-from llava_gemma.analysis.table1 import build_table1, write_table1
-from llava_gemma.analysis.training import data_filter_summary, write_loss_plot
-from llava_gemma.study_design import write_design
+from llava_gemma.analysis.figures.relevancy_figure import write_relevancy_figure
+from llava_gemma.analysis.figures.training import data_filter_summary, write_loss_plot
+from llava_gemma.analysis.statistics.effects import build_effects, write_effects
+from llava_gemma.analysis.tables.blind_control import build_blind_control, write_blind_control
+from llava_gemma.analysis.tables.design_page import write_design
+from llava_gemma.analysis.tables.model_card import write_model_card
+from llava_gemma.analysis.tables.paper import build_comparison, write_comparison
+from llava_gemma.analysis.tables.speed import build_speed, write_speed
+from llava_gemma.analysis.tables.study_info import write_study_metadata
+from llava_gemma.analysis.tables.table1 import build_table1, write_table1
 
 from .conftest import draw_scene
 from .test_effects import plant

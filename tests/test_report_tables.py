@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from llava_gemma.analysis.paper import build_comparison, comparison_markdown, paper_table
-from llava_gemma.analysis.speed import build_speed, relative_speed, write_speed
-from llava_gemma.analysis.table1 import COLUMNS, build_table1, write_table1
-from llava_gemma.analysis.training import data_filter_summary, loss_curves, write_loss_plot
-from llava_gemma.config import Cell
+from llava_gemma.analysis.figures.training import data_filter_summary, loss_curves, write_loss_plot
+from llava_gemma.analysis.tables.paper import build_comparison, comparison_markdown, paper_table
+from llava_gemma.analysis.tables.speed import build_speed, relative_speed, write_speed
+from llava_gemma.analysis.tables.table1 import COLUMNS, build_table1, write_table1
 from llava_gemma.errors import UserError
+from llava_gemma.study.config import Cell
 
 CELLS = [Cell(lm, tower, c) for lm in ("2b", "7b") for tower in ("clip", "dinov2") for c in ("pretrain", "skip")]
 
@@ -93,7 +93,7 @@ def test_paper_table_ships_with_its_source():
     assert len(gemma) == 8 and set(gemma["language_model_hub"]) == {"google/gemma-2b-it", "google/gemma-7b-it"}
     from importlib import resources
 
-    text = resources.files("llava_gemma.analysis").joinpath("paper_table1.csv").read_text()
+    text = resources.files("llava_gemma.analysis.tables").joinpath("paper_table1.csv").read_text()
     assert "arXiv 2404.01331" in text.splitlines()[0]
 
 
@@ -173,7 +173,7 @@ def test_data_filter_summary(tmp_path):
 
 
 def test_every_number_names_its_split_and_vqav2_differs_from_the_paper(tmp_path):
-    from llava_gemma.analysis.table1 import SPLITS, TESTDEV_SUBMISSION
+    from llava_gemma.analysis.tables.table1 import SPLITS, TESTDEV_SUBMISSION
 
     fixture_metrics(tmp_path / "cells")
     for cell in CELLS:  # a VQAv2 number too
@@ -193,7 +193,7 @@ def test_every_number_names_its_split_and_vqav2_differs_from_the_paper(tmp_path)
 
 
 def test_vqav2_on_val2017_images_is_named_so_in_table1_and_beside_the_paper(tmp_path):
-    from llava_gemma.analysis.table1 import VQAV2_VAL2017
+    from llava_gemma.analysis.tables.table1 import VQAV2_VAL2017
 
     fixture_metrics(tmp_path / "cells")
     for cell in CELLS:

@@ -17,8 +17,8 @@ def test_downloads_and_the_preflight_are_local_rules_and_training_is_submitted()
 
 
 def test_every_hub_source_of_config_yaml_is_checked_by_the_preflight():
-    from llava_gemma.config import StudyConfig
     from llava_gemma.data.sources import UNPINNED, hub_sources
+    from llava_gemma.study.config import StudyConfig
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     sources = hub_sources(config, StudyConfig(config).models)

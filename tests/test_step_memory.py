@@ -1,14 +1,19 @@
 """Device memory predicted before it is spent: activations and the LM head/loss per rank, and the warning
-when a configured micro-batch at data.max_length exceeds the device (analysis/step_memory.py)."""
+when a configured micro-batch at data.max_length exceeds the device (analysis/planning/step_memory.py)."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
-from llava_gemma.analysis.estimate import run_estimate
-from llava_gemma.analysis.plan import run_plan
-from llava_gemma.analysis.step_memory import activation_bytes, head_loss_bytes, layer_bytes_per_token, step_memory
-from llava_gemma.config import ConfigError
+from llava_gemma.analysis.planning.estimate import run_estimate
+from llava_gemma.analysis.planning.plan import run_plan
+from llava_gemma.analysis.planning.step_memory import (
+    activation_bytes,
+    head_loss_bytes,
+    layer_bytes_per_token,
+    step_memory,
+)
+from llava_gemma.errors import ConfigError
 from transformers import GemmaConfig
 
 from .conftest import ROOT

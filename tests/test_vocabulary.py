@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from llava_gemma.data.vocabulary import FILE, check_vocabulary, fingerprint, write_vocabulary
 from llava_gemma.errors import UserError
 from llava_gemma.model.assemble import prepare_tokenizer
+from llava_gemma.model.vocabulary import FILE, check_vocabulary, fingerprint, write_vocabulary
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
 
 

@@ -15,13 +15,13 @@ resident set before the step: what the head and loss add. glibc serves allocatio
 with mmap and returns them on free, so the resident set follows live tensors.
 
 Supervision profile (which positions carry a label), as ``llava-gemma estimate`` assumes without
-the real data (analysis/estimate.py WorkloadDefaults): stage 1 supervises 37 of a caption pair's
+the real data (analysis/planning/estimate.py WorkloadDefaults): stage 1 supervises 37 of a caption pair's
 616 tokens (576 CLIP image tokens + 40 text), 6.0%; stage 2 120 of 876, 13.7%; ``--stage2-fraction``
 tries a heavier one (long conversations supervise more). The real 665k mix was not at hand.
 
     python tools/bench_head_memory.py [--batch 2] [--tokens 2048] [--vocab 256000] [--hidden 2048]
 
-``--scaled-model`` instead checks ``llava-gemma estimate``'s prediction (analysis/step_memory.py:
+``--scaled-model`` instead checks ``llava-gemma estimate``'s prediction (analysis/planning/step_memory.py:
 activations plus head and loss) against one measured step of a scaled Gemma (width 512, 4 layers,
 MLP 4,096, vocabulary 32,000; frozen weights and a trained input, as stage 1; bf16, SDPA with
 the causal kernel), with and without gradient checkpointing.
@@ -111,7 +111,7 @@ def scaled_case(checkpointing: bool, batch: int, tokens: int, fraction: float, c
 
 
 def scaled_model(args, chunk: int, fraction: float) -> None:
-    from llava_gemma.analysis.step_memory import step_memory
+    from llava_gemma.analysis.planning.step_memory import step_memory
     from transformers import GemmaConfig
 
     config = GemmaConfig(**SCALED)

@@ -84,7 +84,7 @@ def worker(mode: str, lm_dir: Path, tower_dir: Path, work: Path) -> dict:
 
     baseline = peak_gb()
     if mode == "zero3":
-        from llava_gemma.config import StageConfig
+        from llava_gemma.study.config import StageConfig
         from llava_gemma.train.run import start_distributed
         from llava_gemma.train.trainer_setup import training_arguments
 

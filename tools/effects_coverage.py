@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from llava_gemma.analysis.simulated import Scenario, coverage, report_fit
-from llava_gemma.design import select_cells
+from llava_gemma.analysis.statistics.simulated import Scenario, coverage, report_fit
+from llava_gemma.study.design import select_cells
 
 FACTORS = {"language_model": ["2b", "7b"], "vision_tower": ["clip", "dinov2"], "connector": ["pretrain", "skip"],
            "connector_arch": ["linear", "mlp2x_gelu"]}

@@ -7,3 +7,7 @@ its traceback.
 
 class UserError(Exception):
     """The message names the thing that is wrong and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config the pipeline cannot run; the message names the key and the fix."""

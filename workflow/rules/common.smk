@@ -3,11 +3,12 @@ import json
 import os
 from pathlib import Path
 
-from llava_gemma.config import ConfigError, StudyConfig, validate_config
+from llava_gemma.errors import ConfigError
+from llava_gemma.study.config import StudyConfig, validate_config
 from llava_gemma.data.sources import hub_sources
 from llava_gemma.eval.benchmarks import get_benchmark
-from llava_gemma.recipe import DEFAULTS as RECIPE_DEFAULTS
-from llava_gemma.study_stamp import StudyMismatch, check_study_folders, stamp_study_folders
+from llava_gemma.study.recipe import DEFAULTS as RECIPE_DEFAULTS
+from llava_gemma.study.stamp import StudyMismatch, check_study_folders, stamp_study_folders
 
 try:
     validate_config(config, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -203,7 +204,7 @@ def train_settings(stage, cell=None):
 
 def train_priority(cell):
     """Cheapest informative runs first: every cell's replicate 1 before any replicate 2, cheaper cells first."""
-    from llava_gemma.run_order import train_priority as priority
+    from llava_gemma.study.run_order import train_priority as priority
 
     return priority(STUDY, cell)
 
@@ -238,7 +239,7 @@ def training_metrics():
 
 def relevancy_examples():
     """The configured relevancy examples (or the defaults) on benchmarks this config evaluates."""
-    from llava_gemma.analysis.relevancy import DEFAULT_EXAMPLES
+    from llava_gemma.analysis.figures.relevancy import DEFAULT_EXAMPLES
 
     examples = config.get("report", {}).get("relevancy_examples", DEFAULT_EXAMPLES)
     return [dict(benchmark=e["benchmark"], id=str(e["id"])) for e in examples if e["benchmark"] in BENCHMARKS]

@@ -28,10 +28,9 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from llava_gemma.config import ConfigError
 from llava_gemma.data.download import DownloadError, download_url
 from llava_gemma.data.jsonstream import BrokenFile, iter_array_batches
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
 
 MIX_PREFIX = "ocr_vqa/images/"
 # Answers meaning the cover is gone for good (Amazon's old image links), not a passing failure.

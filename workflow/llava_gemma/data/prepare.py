@@ -32,14 +32,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llava_gemma.config import ConfigError
 from llava_gemma.data import samples
 from llava_gemma.data.images import ImageCheck, load_known, save_known
 from llava_gemma.data.jsonstream import iter_array_batches
 from llava_gemma.data.origin import Origin, find_origin
 from llava_gemma.data.records import TEXT_ONLY_SOURCE, UNKNOWN_SOURCE
 from llava_gemma.data.samples import ROW_SCHEMA, SampleSpec
-from llava_gemma.errors import UserError
+from llava_gemma.errors import ConfigError, UserError
 
 SCHEMA = ROW_SCHEMA.append(pa.field("converted", pa.bool_()))
 ROW_GROUP = 20_000  # rows per Parquet row group

@@ -1,6 +1,6 @@
 """``llava-gemma rehearse build|serve``: the loopback mirror of every source a study config names.
 
-    llava-gemma rehearse build --config config.yaml --out /tmp/mirror    # generate the stand-ins (~30 s)
+    llava-gemma rehearse build --configfile config.yaml --out /tmp/mirror    # generate the stand-ins (~30 s)
     llava-gemma rehearse serve --root /tmp/mirror [--port 8765]           # serve them; prints the settings
 
 ``serve`` prints the settings that point the pipeline at the mirror, unchanged otherwise::
@@ -44,7 +44,7 @@ def build_mirror(root: Path, config_path: Path, seed: int = 0) -> dict:
     root, config = Path(root), yaml.safe_load(Path(config_path).read_text())
     questions, corpus = build_sources(root, config, seed)
     models = {}
-    from llava_gemma.recipe import MODEL_KEYS
+    from llava_gemma.study.recipe import MODEL_KEYS
 
     for i, factor in enumerate(config["grid"]):
         for level, overrides in factor["levels"].items():
@@ -65,7 +65,7 @@ def build_mirror(root: Path, config_path: Path, seed: int = 0) -> dict:
 def pinned_revisions(config: dict) -> dict[str, str]:
     """``<kind>/<repo>`` -> the commit the config pins it to: the mirror serves each repo under that commit id."""
     from llava_gemma.data.sources import COMMIT
-    from llava_gemma.recipe import MODEL_KEYS
+    from llava_gemma.study.recipe import MODEL_KEYS
 
     pins = {f"{src.get('repo_type', 'dataset')}/{src['hub']}": src["revision"]
             for src in config.get("downloads", {}).values() if "hub" in src and COMMIT.match(src.get("revision", ""))}

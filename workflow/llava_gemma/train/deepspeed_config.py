@@ -17,7 +17,7 @@ contiguous_gradients off, as in Habana's validated ZeRO configs.
 
 from __future__ import annotations
 
-from llava_gemma.train.batch_plan import BatchPlan
+from llava_gemma.study.batch_plan import BatchPlan
 
 
 def deepspeed_config(zero_stage: int, precision: str, backend: str, batch: BatchPlan,

@@ -281,7 +281,7 @@ def accounting_metrics(shapes: CellShapes, stage: str, text_tokens, images, *, s
     """The FLOPs part of ``train_metrics.json``: model FLOPs per sample (mean over the dataset's
     samples; also by part, the LM head as it runs: at ``supervised`` positions), total, achieved
     TFLOP/s (all devices and per device), and MFU when a peak is known (``None`` otherwise). Field
-    names match what ``analysis/speed.py`` reads."""
+    names match what ``analysis/tables/speed.py`` reads."""
     text = np.asarray(text_tokens)
     n = max(int(text.size), 1)
     flops = training_flops(shapes, stage, text, images, supervised=supervised)

@@ -17,8 +17,6 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from llava_gemma.config import StageConfig
-from llava_gemma.data.vocabulary import check_vocabulary
 from llava_gemma.model.assemble import (
     assemble_llava,
     image_side,
@@ -29,6 +27,8 @@ from llava_gemma.model.assemble import (
     set_trainable,
 )
 from llava_gemma.model.chat import IMAGE_TOKEN
+from llava_gemma.model.vocabulary import check_vocabulary
+from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import (
     TRAITS,
     ensure_single_process_env,

@@ -2,7 +2,7 @@
 
 cpu and cuda run HF ``Trainer``; hpu runs optimum-habana's ``GaudiTrainer`` (train/gaudi.py). All
 three share the arguments below and DeepSpeed (train/deepspeed_config.py); the batch values come
-from the global batch and the process count (train/batch_plan.py).
+from the global batch and the process count (study/batch_plan.py).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments
 
-from llava_gemma.config import StageConfig
+from llava_gemma.study.batch_plan import BatchPlan, plan_batch
+from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import TRAITS
-from llava_gemma.train.batch_plan import BatchPlan, plan_batch
 from llava_gemma.train.deepspeed_config import deepspeed_config
 from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
 from llava_gemma.train.param_groups import ConnectorLearningRateMixin
