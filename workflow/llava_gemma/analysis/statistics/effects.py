@@ -26,13 +26,13 @@ fractional design) is fitted, and ``note`` names what its estimate also carries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from llava_gemma.analysis.statistics.terms import Term
 from llava_gemma.study.config import Cell
 
 if TYPE_CHECKING:
@@ -45,18 +45,6 @@ EFFECT_COLUMNS = ["benchmark", "term", "factor", "level", "baseline", "estimate"
                   "p_value", "p_holm", "outcome", "n_cells", "n_questions", "n_clusters", "note", "n_runs",
                   "clustered_by", "df", "df_rule", "run_sd", "scale"]
 TWO_WAY = ("question", "run")
-
-
-@dataclass(frozen=True)
-class Term:
-    factor: str
-    level: str
-    baseline: str
-    factor_label: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.factor_label}: {self.level} instead of {self.baseline}"
 
 
 def label_of(factor: str, labels: dict[str, str] | None = None) -> str:

@@ -23,12 +23,12 @@ import pandas as pd
 
 from llava_gemma.analysis.statistics import clustered
 from llava_gemma.analysis.statistics.intervals import ols_intervals
+from llava_gemma.analysis.statistics.terms import Term
 from llava_gemma.study.design.alias_matrix import chain_text
 
 MIN_RUN_DF = 2
 
 if TYPE_CHECKING:
-    from llava_gemma.analysis.statistics.effects import Term
     from llava_gemma.study.design import Design
 
 
