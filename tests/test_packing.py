@@ -21,6 +21,10 @@ from llava_gemma.train.sampler import length_grouped_order
 from llava_gemma.train.supervised_loss import supervised_loss
 from PIL import Image
 
+from tests import test_supervised_loss as tiny
+
+fresh_accelerate_state = tiny.fresh_accelerate_state  # the fixture, for the Trainer test below
+
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -143,7 +147,7 @@ def packed_logits(toy):
 
 def test_a_packed_row_computes_each_sample_as_alone(toy, packed_logits):
     model, collator, _ = toy
-    data, rows, packed, _ = packed_logits
+    _, rows, packed, _ = packed_logits
     assert [r for r, _, _ in spans(collator, rows)] == [0, 0, 0, 1, 1]  # several samples a row, images in two
     for (r, at, n), s in zip(spans(collator, rows), [x for row in rows for x in row]):
         alone = logits_of(model, collator([s]))[0]
@@ -152,7 +156,7 @@ def test_a_packed_row_computes_each_sample_as_alone(toy, packed_logits):
 
 def test_changing_one_sample_changes_no_other(toy, packed_logits):
     _, collator, _ = toy
-    data, rows, packed, perturbed = packed_logits
+    _, rows, packed, perturbed = packed_logits
     where = spans(collator, rows)
     for k, (r, at, n) in enumerate(where):
         same = torch.equal(packed[r, at:at + n], perturbed[r, at:at + n])
@@ -187,3 +191,40 @@ def test_a_packed_step_has_the_unpacked_loss_and_gradients(toy):
     assert packed.keys() == unpacked.keys() and len(packed) > 10
     for name, grad in unpacked.items():  # fp32 sums in another order: 1e-5 of the tensor's scale
         torch.testing.assert_close(packed[name], grad, rtol=1e-5, atol=1e-5 * float(grad.abs().max()), msg=name)
+
+
+# --- loss normalisation -------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fresh_accelerate_state")
+@pytest.mark.parametrize("normalisation", ["step_tokens", "micro_batch"])
+def test_the_loss_normalisation_setting(normalisation, tmp_path):
+    """step_tokens divides by the step's supervised tokens (as packed steps do); micro_batch is LLaVA-1.5's
+    mean of the micro-batch, whatever the Trainer counted for the step."""
+    from llava_gemma.train.trainer_setup import make_trainer
+    from transformers import TrainingArguments
+
+    model = tiny.tiny_llava()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], remove_unused_columns=False)
+    trainer = make_trainer("cpu", model=model, args=args, precision="fp32", train_dataset=None, data_collator=None,
+                           loss_normalisation=normalisation)
+    model.train()
+    inputs = tiny.batch()
+    supervised = int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum())
+    step_items = torch.tensor(4 * supervised)  # as if the step held three more micro-batches like this one
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, inputs, num_items_in_batch=step_items)
+        mean, _ = supervised_loss(model, inputs)
+    assert trainer.model_accepts_loss_kwargs == (normalisation == "step_tokens")
+    expected = mean / 4 if normalisation == "step_tokens" else mean
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+
+
+def test_packing_refuses_the_micro_batch_mean():
+    from llava_gemma.config import ConfigError, _check_packing
+
+    with pytest.raises(ConfigError, match="loss_normalisation: step_tokens"):
+        _check_packing({"packing": {"hpu": True}, "loss_normalisation": "micro_batch"}, "train.stage2", 2048, "c")
+    with pytest.raises(ConfigError, match="pack_length to at least 2048"):
+        _check_packing({"packing": True, "pack_length": 1024}, "train.stage2", 2048, "c")
+    _check_packing({"packing": {"hpu": False}, "loss_normalisation": "micro_batch"}, "train.stage2", 2048, "c")
