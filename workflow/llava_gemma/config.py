@@ -275,7 +275,7 @@ def _check_stages(raw: dict, source: str) -> None:
             plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"], stage=which)
         except BatchSizeError as err:
             raise ConfigError(f"Invalid config {source}: {where}{err}") from None
-        _check_packing(st, f"{where}train.{which}", raw["data"]["max_length"], source)
+        _check_packing(st, f"{where}train.{which}", source)
     buckets = raw["train"].get("length_buckets")
     if buckets and max(buckets) < raw["data"]["max_length"]:
         raise ConfigError(f"Invalid config {source}: train.length_buckets {buckets} cannot hold a sample of "
@@ -283,7 +283,9 @@ def _check_stages(raw: dict, source: str) -> None:
                           "length.")
 
 
-def _check_packing(st: dict, where: str, max_length: int, source: str) -> None:
+def _check_packing(st: dict, where: str, source: str) -> None:
+    """Packed steps take the step-token normalisation. (A pack_length below data.max_length is allowed:
+    stage 1's captions are far shorter; a sample that does not fit stops the run at its start.)"""
     packing = st.get("packing", False)
     if not any(packing.values()) if isinstance(packing, dict) else not packing:
         return
@@ -291,6 +293,3 @@ def _check_packing(st: dict, where: str, max_length: int, source: str) -> None:
         raise ConfigError(f"Invalid config {source}: {where} packs its samples but its loss_normalisation is "
                           f"{st['loss_normalisation']}; packed steps normalise over the step's tokens, so set "
                           "loss_normalisation: step_tokens.")
-    if st.get("pack_length") is not None and st["pack_length"] < max_length:
-        raise ConfigError(f"Invalid config {source}: {where}.pack_length {st['pack_length']} cannot hold a sample of "
-                          f"data.max_length {max_length} tokens; set pack_length to at least {max_length}.")

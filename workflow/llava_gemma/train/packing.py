@@ -47,7 +47,7 @@ def pack_rows(lengths: Sequence[int], row_length: int) -> list[list[int]]:
     for i in sorted(range(len(lengths)), key=lambda k: -lengths[k]):  # stable: ties keep their order
         if lengths[i] > row_length:
             raise PackingError(f"a sample of {lengths[i]} tokens is longer than the packed row of {row_length} "
-                               "tokens; set the stage's pack_length to at least data.max_length.")
+                               f"tokens; set the stage's pack_length to at least {lengths[i]} (or data.max_length).")
         for r, room in enumerate(free):
             if lengths[i] <= room:
                 rows[r].append(i)
