@@ -226,3 +226,22 @@ def test_packing_refuses_the_micro_batch_mean():
     with pytest.raises(ConfigError, match="loss_normalisation: step_tokens"):
         _check_packing({"packing": {"hpu": True}, "loss_normalisation": "micro_batch"}, "train.stage2", "c")
     _check_packing({"packing": {"hpu": False}, "loss_normalisation": "micro_batch"}, "train.stage2", "c")
+
+
+# --- the padding estimate and plan print ------------------------------------------------------------
+
+
+def test_estimate_counts_the_padding_left(tmp_path):
+    from llava_gemma.analysis.estimate import run_estimate
+
+    from tests.test_flops import ROOT, _prepared
+
+    path = _prepared(tmp_path / "instruct" / "data.parquet", [(101, "coco/1.jpg"), (51, None), (301, "gqa/2.jpg")])
+    # 676 + 51 + 876 = 1,603 tokens: one packed row of 2,048, and 7 empty rows for the other devices.
+    packed = run_estimate(ROOT / "config.yaml", prepared=[path])["markdown"]
+    assert f"stage2 padding on hpu (packed 1x2048, 8 devices, 576 image tokens): {1 - 1603 / (8 * 2048):.1%}" \
+        in packed
+    assert "stage1 padding on hpu: unknown without prepared data" in packed
+    # cpu pads the one micro-batch of three to its longest row, 876 tokens.
+    longest = run_estimate(ROOT / "config.yaml", prepared=[path], backend="cpu")["markdown"]
+    assert f"stage2 padding on cpu (longest row, 8 devices, 576 image tokens): {1 - 1603 / (3 * 876):.1%}" in longest

@@ -67,33 +67,18 @@ def profile(path: Path | None, image_tokens: int, stage: str) -> tuple[np.ndarra
 
 def padding_rows(lengths: np.ndarray, has_image: np.ndarray, *, global_batch: int, micro: int, grouped: bool,
                  world: int, buckets: list[int], row_length: int, rows: int, seed: int) -> list[dict]:
-    from llava_gemma.train.dataset import padded_width
-    from llava_gemma.train.packing import split_step, steps_of
-    from llava_gemma.train.sampler import length_grouped_order, shuffled_order
+    """The three ways of analysis/padding.py for one stage on ``world`` devices."""
+    from llava_gemma.analysis.padding import packed_padding, stage_order, unpacked_padding
+    from llava_gemma.config import StageConfig
 
-    per_rank = global_batch // world
-    micro = max(d for d in range(1, min(per_rank, micro) + 1) if per_rank % d == 0)  # as train/batch_plan.py
-    step_batches = global_batch // micro
-    order = (length_grouped_order(lengths, has_image, micro, seed, step_batches=step_batches) if grouped
-             else shuffled_order(lengths, micro, seed, step_batches=step_batches))
-    real = int(lengths.sum())
-    batches = [lengths[order[i:i + micro]] for i in range(0, len(order), micro)]
-    out = []
-    for name, widths in (("longest row", [int(b.max()) for b in batches]),
-                         ("hpu buckets", [padded_width(int(b.max()), buckets) for b in batches])):
-        total = sum(w * len(b) for w, b in zip(widths, batches))
-        out.append({"padding": name, "tokens": total, "pad_share": 1 - real / total,
-                    "shapes": len({(len(b), w) for w, b in zip(widths, batches)}), "images": ""})
-    slots, images = 0, set()
-    zeros = np.zeros(len(lengths), dtype=np.int64)
-    for step in steps_of(order, global_batch):
-        for part in split_step(step, lengths, zeros, row_length, rows, world):
-            for mb in part.micro_batches:
-                slots += rows * row_length
-                images.add(int(sum(has_image[i] for row in mb for i in row)))
-    out.append({"padding": f"packed {rows}x{row_length}", "tokens": slots, "pad_share": 1 - real / slots,
-                "shapes": 1, "images": f"{min(images)}..{max(images)}"})
-    return out
+    stage = StageConfig(learning_rate=1.0, global_batch_size=global_batch, per_device_batch_size=micro, epochs=1,
+                        warmup_ratio=0, weight_decay=0, lr_scheduler="cosine", zero_stage=2,
+                        group_by_modality_length=grouped)
+    order, micro = stage_order(lengths, has_image, stage, world, seed)
+    ways = [unpacked_padding(lengths, order, micro, None), unpacked_padding(lengths, order, micro, buckets),
+            packed_padding(lengths, has_image, order, global_batch, world, row_length, rows)]
+    return [{"padding": w.way, "tokens": w.slots, "pad_share": w.share, "shapes": w.shapes,
+             "images": f"{w.images[0]}..{w.images[1]}" if w.images else ""} for w in ways]
 
 
 def print_padding(args) -> None:

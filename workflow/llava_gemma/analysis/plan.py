@@ -22,6 +22,7 @@ from llava_gemma.analysis.estimate import (
     Hardware,
     StageWorkload,
     WorkloadDefaults,
+    study_padding,
     workloads,
 )
 from llava_gemma.config import Cell, StudyConfig, validate_config
@@ -200,7 +201,8 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
     configured = study.raw["train"]["backend"]
     backend = backend or ("hpu" if configured == "auto" else configured)
     memory = plan_memory(study, hardware.devices, backend, loads, device_memory_gb)
-    return (plan_markdown(study, rows, hardware, loads) + "\n" + memory_table(memory, backend) + "\n"
+    padding = "\n".join(study_padding(study, loads, backend, hardware.devices)) + "\n"
+    return (plan_markdown(study, rows, hardware, loads) + padding + "\n" + memory_table(memory, backend) + "\n"
             + _power(study, seed_sd, questions, pilot, target))
 
 
