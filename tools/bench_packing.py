@@ -101,7 +101,8 @@ def print_padding(args) -> None:
                           f"  {r['images']}")
 
 
-def toy_stage2(root: Path, out: Path, *, packed: bool, seed: int, rows: int, buckets: list[int]) -> dict:
+def toy_stage2(root: Path, out: Path, *, packed: bool, seed: int, rows: int, buckets: list[int],
+               pack_length: int | None = None) -> dict:
     """One toy stage-2 run (a skip cell: fresh connector) on CPU with HPU-style static shapes."""
     import yaml
     from llava_gemma.config import StageConfig
@@ -111,7 +112,7 @@ def toy_stage2(root: Path, out: Path, *, packed: bool, seed: int, rows: int, buc
     settings = dict(toy["train"]["stage2"])
     max_length = toy["data"]["max_length"]
     if packed:
-        settings.update(packing=True, pack_length=max_length, pack_rows=rows)
+        settings.update(packing=True, pack_length=pack_length or max_length, pack_rows=rows)
     # The cpu backend pads like hpu for this benchmark only: buckets (unpacked) or one row shape (packed).
     backends.TRAITS["cpu"] = replace(backends.TRAITS["cpu"], pads_to_buckets=True)  # the dict run.py reads
     raw = root / "data" / "raw" / "llava_instruct"
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--toy", type=Path, help="toy study root with data/prepared/instruct (part 2)")
     parser.add_argument("--toy-rows", type=int, default=2, help="packed rows per micro-batch in the toy run")
     parser.add_argument("--toy-buckets", type=int, nargs="+", default=[128, 256, 384])
+    parser.add_argument("--toy-pack-length", type=int, help="packed row length (default: toy.yaml's data.max_length)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_packing"))
     args = parser.parse_args()
@@ -145,7 +147,7 @@ def main() -> None:
         print_padding(args)
     if args.toy:
         print(f"\ntoy stage 2 on CPU, hpu-style static shapes (buckets {args.toy_buckets} | packed rows of "
-              f"data.max_length, {args.toy_rows} per micro-batch)")
+              f"{args.toy_pack_length or 'data.max_length'} tokens, {args.toy_rows} per micro-batch)")
         print(f"{'run':<22}{'steps':>6}{'wall s':>8}{'real tokens':>12}{'pad share':>10}{'real tok/s':>11}"
               f"{'final loss':>11}")
         speeds: dict[str, list[float]] = {}
@@ -153,7 +155,7 @@ def main() -> None:
             for packed in (False, True):
                 name = f"{'packed' if packed else 'buckets'} seed {seed}"
                 m = toy_stage2(args.toy, args.work / name.replace(" ", "_"), packed=packed, seed=seed,
-                               rows=args.toy_rows, buckets=args.toy_buckets)
+                               rows=args.toy_rows, buckets=args.toy_buckets, pack_length=args.toy_pack_length)
                 speed = m["tokens_real"] / m["wall_seconds"]
                 speeds.setdefault("packed" if packed else "buckets", []).append(speed)
                 print(f"{name:<22}{m['steps']:>6}{m['wall_seconds']:>8.1f}{m['tokens_real']:>12,}"
