@@ -245,3 +245,8 @@ def test_estimate_counts_the_padding_left(tmp_path):
     # cpu pads the one micro-batch of three to its longest row, 876 tokens.
     longest = run_estimate(ROOT / "config.yaml", prepared=[path], backend="cpu")["markdown"]
     assert f"stage2 padding on cpu (longest row, 8 devices, 576 image tokens): {1 - 1603 / (3 * 876):.1%}" in longest
+    # plan prints the same line, with its study's largest tower (CLIP-L/14 at 336 px: 576 image tokens).
+    from llava_gemma.analysis.plan import run_plan
+
+    assert f"stage2 padding on hpu (packed 1x2048, 8 devices, 576 image tokens): {1 - 1603 / (8 * 2048):.1%}" \
+        in run_plan([ROOT / "config.yaml"], prepared=[path])

@@ -279,7 +279,8 @@ def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops:
 def study_padding(study: StudyConfig, loads: dict[str, StageWorkload], backend: str, devices: int,
                   image_tokens: int = 576) -> list[str]:
     """The padding each stage leaves on ``backend`` (analysis/padding.py), from prepared samples only;
-    ``image_tokens``: CLIP-L/14 at 336 px, the largest tower of the paper's grid."""
+    ``image_tokens``: by default CLIP-L/14 at 336 px, the largest tower of the paper's grid (plan passes
+    its study's largest)."""
     from llava_gemma.analysis.padding import padding_lines
 
     train = study.raw["train"]
