@@ -60,6 +60,35 @@ def training_step(spec: dict) -> dict:
             "use_cache_after": model.config.text_config.use_cache}
 
 
+def packed_training_step(spec: dict) -> dict:
+    """A packed row of two samples (train/packed_batches.py's layout) through the Gaudi Gemma and its fused
+    SDPA branch, with the block-diagonal mask of model/packed_attention.py: the mask and the restarted
+    positions must reach the kernel and RoPE as on a Gaudi."""
+    from llava_gemma.model import gaudi_repairs
+    from llava_gemma.model.assemble import assemble_llava, load_connector, set_trainable
+    from llava_gemma.model.packed_attention import attach_packed_attention
+    from llava_gemma.train.gaudi import enable_fused_sdpa, training_without_cache
+    from llava_gemma.train.supervised_loss import supervised_loss
+    from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
+
+    adapt_transformers_to_gaudi()
+    gaudi_repairs.repair()
+    model, _ = assemble_llava(spec["lm"], spec["tower"])
+    load_connector(model, spec["connector"])
+    set_trainable(model, "stage2")
+    enable_fused_sdpa(model)
+    attach_packed_attention(model)
+    model.train()
+    batch = {k: torch.tensor(v) for k, v in spec["packed_batch"].items()}
+    before = habana_stub.CALLS["fused_sdpa"]
+    with training_without_cache(model):
+        loss, _ = supervised_loss(model, batch)
+        loss.backward()
+    grads = {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}
+    return {"loss": loss.item(), "grad_norms": grads, "fused_sdpa_calls": habana_stub.CALLS["fused_sdpa"] - before,
+            "lm_class": type(model.model.language_model).__name__}
+
+
 def trainer_input_update(spec: dict) -> dict:
     """What GaudiTrainer itself would add to a LLaVA's inputs (its ``_get_input_update_settings``)."""
     from llava_gemma.model.assemble import assemble_llava
@@ -95,6 +124,7 @@ def run(spec: dict) -> dict:
     results: dict = {}
     try:
         checks = {"training": lambda: training_step(spec["training"]),
+                  "packed_training": lambda: packed_training_step(spec["training"]),
                   "trainer_input_update": lambda: trainer_input_update(spec["training"]),
                   **{f"evaluation_{name}": (lambda c=cell: evaluation(c)) for name, cell in spec["evaluation"].items()}}
         for name, check in checks.items():

@@ -64,6 +64,42 @@ def plain_training_step(spec: dict) -> dict:
             "grad_norms": {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}}
 
 
+def packed_batch(batch: dict) -> dict[str, list]:
+    """The two rows of ``training_batch`` as one packed row (train/packed_batches.py's layout): both samples,
+    positions restarting at each, its first label ignored, then padding."""
+    ids, mask, labels = (torch.tensor(batch[k]) for k in ("input_ids", "attention_mask", "labels"))
+    samples = [(ids[i][mask[i] == 1], labels[i][mask[i] == 1]) for i in range(len(ids))]
+    width = sum(len(x) for x, _ in samples) + 5
+    row_ids, row_labels = torch.zeros(width, dtype=torch.long), torch.full((width,), -100)
+    positions, attention, at = torch.zeros(width, dtype=torch.long), torch.zeros(width, dtype=torch.long), 0
+    for x, lab in samples:
+        n = len(x)
+        row_ids[at:at + n], row_labels[at:at + n], attention[at:at + n] = x, lab, 1
+        row_labels[at] = -100
+        positions[at:at + n] = torch.arange(n)
+        at += n
+    positions[at:] = torch.arange(width - at)
+    return {"input_ids": [row_ids.tolist()], "labels": [row_labels.tolist()], "attention_mask": [attention.tolist()],
+            "position_ids": [positions.tolist()], "pixel_values": batch["pixel_values"]}
+
+
+def plain_packed_step(spec: dict) -> dict:
+    """The packed row with plain transformers (SDPA with the 4-D mask), from the saved connector."""
+    from llava_gemma.model.assemble import assemble_llava, load_connector, set_trainable
+    from llava_gemma.model.packed_attention import attach_packed_attention
+    from llava_gemma.train.supervised_loss import supervised_loss
+
+    model, _ = assemble_llava(spec["lm"], spec["tower"])
+    load_connector(model, spec["connector"])
+    set_trainable(model, "stage2")
+    attach_packed_attention(model)
+    model.train()
+    loss, _ = supervised_loss(model, {k: torch.tensor(v) for k, v in spec["packed_batch"].items()})
+    loss.backward()
+    return {"loss": loss.item(),
+            "grad_norms": {name: p.grad.norm().item() for name, p in model.named_parameters() if p.grad is not None}}
+
+
 def evaluation_cell(tower: Path, root: Path) -> tuple[dict, list[str]]:
     """A freshly assembled cell saved as a checkpoint, a few questions, and plain transformers' answers."""
     from llava_gemma.eval.benchmarks.base import Question
@@ -96,7 +132,9 @@ def gaudi_on_cpu(tmp_path_factory):
     root = tmp_path_factory.mktemp("gaudi_cpu")
     training = {"lm": str(LM), "tower": str(TOWERS["dinov2"]), "connector": str(root / "connector.safetensors"),
                 "batch": training_batch(TOWERS["dinov2"])}
+    training["packed_batch"] = packed_batch(training["batch"])
     plain_training = plain_training_step(training)
+    plain_packed = plain_packed_step(training)  # after the plain step, which saved the connector
     evaluation, plain_answers = {}, {}
     for name, tower in TOWERS.items():
         (root / name).mkdir()
@@ -108,7 +146,7 @@ def gaudi_on_cpu(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     line = next((x for x in done.stdout.splitlines() if x.startswith("GAUDI-CPU-RESULTS ")), None)
     assert line, f"the checks did not report (exit {done.returncode}):\n{done.stderr[-4000:]}"
-    return {"gaudi": json.loads(line.split(" ", 1)[1]), "plain_training": plain_training,
+    return {"gaudi": json.loads(line.split(" ", 1)[1]), "plain_training": plain_training, "plain_packed": plain_packed,
             "plain_answers": plain_answers}
 
 
@@ -120,6 +158,20 @@ def test_training_step_with_checkpointing_runs_through_the_gaudi_gemma(gaudi_on_
     assert gaudi["fused_sdpa_calls"] > 0 and gaudi["fused_sdpa_keywords"]["use_flash_attention"]
     assert gaudi["use_cache_after"] is True  # restored after training: the saved config keeps it
     assert gaudi["loss"] == pytest.approx(plain["loss"], rel=1e-5), "the Gaudi Gemma computes another network"
+    assert set(gaudi["grad_norms"]) == set(plain["grad_norms"])
+    for name, norm in plain["grad_norms"].items():
+        assert gaudi["grad_norms"][name] == pytest.approx(norm, rel=1e-3, abs=1e-7), name
+
+
+def test_a_packed_row_runs_through_the_gaudi_gemma_fused_sdpa_with_its_mask(gaudi_on_cpu):
+    """The block-diagonal 4-D mask and restarted positions reach the Gaudi Gemma's fused SDPA and RoPE:
+    same loss and gradients as plain transformers' SDPA on the packed row, which equals the unpacked step."""
+    gaudi, plain = gaudi_on_cpu["gaudi"]["packed_training"], gaudi_on_cpu["plain_packed"]
+    assert "error" not in gaudi, gaudi
+    assert gaudi["lm_class"] == "GaudiGemmaModel" and gaudi["fused_sdpa_calls"] > 0
+    assert gaudi["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    # The two samples alone (left-padded rows, HF's full-logits loss): RoPE is relative, so the same loss.
+    assert plain["loss"] == pytest.approx(gaudi_on_cpu["plain_training"]["loss"], rel=1e-4)
     assert set(gaudi["grad_norms"]) == set(plain["grad_norms"])
     for name, norm in plain["grad_norms"].items():
         assert gaudi["grad_norms"][name] == pytest.approx(norm, rel=1e-3, abs=1e-7), name

@@ -66,9 +66,9 @@ def mix_data(tiny_backbones, tmp_path_factory):
     return prepared, images, root / "connector.safetensors"
 
 
-def stage2_argv(backbones, data, out: Path, zero_stage: int) -> list[str]:
+def stage2_argv(backbones, data, out: Path, zero_stage: int, **stage) -> list[str]:
     prepared, images, connector = data
-    settings = dict(stage=dict(STAGE, zero_stage=zero_stage), backend="cpu", precision="fp32", seed=SEED,
+    settings = dict(stage=dict(STAGE, zero_stage=zero_stage, **stage), backend="cpu", precision="fp32", seed=SEED,
                     save_steps=0)
     return ["train", "--stage", "stage2", "--lm", str(backbones["lm"]), "--tower", str(backbones["clip"]),
             "--data", str(prepared), "--image_root", str(images), "--out", str(out / "out"),
@@ -106,17 +106,26 @@ def one_rank(tiny_backbones, mix_data, tmp_path_factory):
     return out
 
 
+# Packed (train/packing.py): rows of 128 tokens, one per micro-batch; a step's 8 samples fill about 3 rows,
+# so the ranks run 1 or 2 micro-batches per step (some rows empty), text-only steps and mixed ones included.
+PACKED = dict(packing=True, pack_length=128, pack_rows=1)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("zero_stage", [2, 3])
-def test_two_ranks_with_text_only_steps_equal_one_rank(zero_stage, tiny_backbones, mix_data, one_rank, tmp_path):
-    done = th.run(th.llava_gemma("launch", "--tasks", "2", "--backend", "cpu", "--cpus_per_task", "1", "--",
-                                 *stage2_argv(tiny_backbones, mix_data, tmp_path, zero_stage)), timeout=TIMEOUT)
+@pytest.mark.parametrize(("zero_stage", "packed"), [(2, False), (3, False), (2, True), (3, True)])
+def test_two_ranks_with_text_only_steps_equal_one_rank(zero_stage, packed, tiny_backbones, mix_data, one_rank,
+                                                       tmp_path):
+    """Two ranks end where one unpacked rank ends, packed or not: same steps, same loss normalisation."""
+    argv = stage2_argv(tiny_backbones, mix_data, tmp_path, zero_stage, **(PACKED if packed else {}))
+    done = th.run(th.llava_gemma("launch", "--tasks", "2", "--backend", "cpu", "--cpus_per_task", "1", "--", *argv),
+                  timeout=TIMEOUT)
     ranks = th.rank_results(done.stdout)
     assert [r["world_size"] for r in ranks] == [2, 2], done.stdout[-2000:]
     one = json.loads((one_rank / "out" / "train_metrics.json").read_text())
     two = json.loads((tmp_path / "out" / "train_metrics.json").read_text())
     assert one["steps"] == two["steps"] == 5
     assert two["parameters"] == one["parameters"]  # counted whole under ZeRO-3's partitioning too
+    assert two.get("packing") == ({"row_length": 128, "rows": 1} if packed else None)
     # fp32 on CPU: only the order of the gradient reduction differs. Logged losses carry 4 decimals.
     assert th.losses(tmp_path) == pytest.approx(th.losses(one_rank), abs=2e-4)
     # Loaded as a user would: ZeRO-3's gathered save leaves out the head tied to the embeddings.

@@ -49,6 +49,15 @@ class StageConfig:
     max_steps: int | None = None
     group_by_modality_length: bool = False  # LLaVA-1.5's stage-2 batching (train/sampler.py)
     connector_learning_rate: float | None = None  # LLaVA's mm_projector_lr; None: learning_rate
+    # Packed training (train/packing.py): per backend or for all; rows of pack_length tokens (None: the
+    # run's longest sample), pack_rows rows per micro-batch.
+    packing: bool | dict[str, bool] = False
+    pack_length: int | None = None
+    pack_rows: int = 1
+    loss_normalisation: str = "step_tokens"  # step_tokens (items in batch) | micro_batch (LLaVA-1.5's mean)
+
+    def packing_for(self, backend: str) -> bool:
+        return bool(self.packing.get(backend, False) if isinstance(self.packing, dict) else self.packing)
 
     def zero_stage_for(self, backend: str) -> int:
         if isinstance(self.zero_stage, int):
@@ -257,8 +266,21 @@ def _check_stages(raw: dict, source: str) -> None:
             plan_batch(st["global_batch_size"], raw["train"]["devices"], st["per_device_batch_size"], stage=which)
         except BatchSizeError as err:
             raise ConfigError(f"Invalid config {source}: {where}{err}") from None
+        _check_packing(st, f"{where}train.{which}", source)
     buckets = raw["train"].get("length_buckets")
     if buckets and max(buckets) < raw["data"]["max_length"]:
         raise ConfigError(f"Invalid config {source}: train.length_buckets {buckets} cannot hold a sample of "
                           f"data.max_length {raw['data']['max_length']} tokens; add a bucket of at least that "
                           "length.")
+
+
+def _check_packing(st: dict, where: str, source: str) -> None:
+    """Packed steps take the step-token normalisation. (A pack_length below data.max_length is allowed:
+    stage 1's captions are far shorter; a sample that does not fit stops the run at its start.)"""
+    packing = st.get("packing", False)
+    if not any(packing.values()) if isinstance(packing, dict) else not packing:
+        return
+    if st.get("loss_normalisation", "step_tokens") != "step_tokens":
+        raise ConfigError(f"Invalid config {source}: {where} packs its samples but its loss_normalisation is "
+                          f"{st['loss_normalisation']}; packed steps normalise over the step's tokens, so set "
+                          "loss_normalisation: step_tokens.")

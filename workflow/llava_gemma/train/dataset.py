@@ -58,6 +58,21 @@ class PreparedDataset(torch.utils.data.Dataset):
         """Which rows are image samples (the rest are text-only), for grouping batches by modality."""
         return image_rows(self.images)
 
+    def token_lengths(self, image_tokens: int) -> np.ndarray:
+        """Tokens of each sample once its one ``<image>`` becomes ``image_tokens`` tokens (the prepared
+        ``length`` counts the largest tower's)."""
+        return pc.list_value_length(self.input_ids).to_numpy().astype(np.int64) + self.has_image() * (image_tokens - 1)
+
+    def supervised_counts(self) -> np.ndarray:
+        """Supervised labels of each sample that a position predicts (its first label never is: the shift)."""
+        offsets = self.labels.offsets.to_numpy()
+        supervised = (self.labels.values.to_numpy(zero_copy_only=False) != IGNORE_INDEX).astype(np.int64)
+        running = np.concatenate([[0], np.cumsum(supervised)])
+        nonempty = offsets[1:] > offsets[:-1]
+        firsts = np.where(nonempty, supervised[np.minimum(offsets[:-1], max(len(supervised) - 1, 0))], 0) \
+            if len(supervised) else np.zeros(len(self), dtype=np.int64)
+        return running[offsets[1:]] - running[offsets[:-1]] - firsts
+
     def image_path(self, i: int) -> str | None:
         image = self.images[i].as_py()
         if not image:

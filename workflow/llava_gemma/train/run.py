@@ -27,7 +27,9 @@ from llava_gemma.model.assemble import (
     set_trainable,
 )
 from llava_gemma.model.chat import IMAGE_TOKEN
+from llava_gemma.model.packed_attention import attach_packed_attention
 from llava_gemma.model.vocabulary import check_vocabulary
+from llava_gemma.study.batch_plan import plan_batch
 from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import (
     TRAITS,
@@ -38,6 +40,9 @@ from llava_gemma.train.backends import (
 from llava_gemma.train.checkpoints import ManifestCallback, discard_checkpoints, prepare_resume, run_identity
 from llava_gemma.train.dataset import LlavaCollator, PreparedDataset
 from llava_gemma.train.gaudi import enable_fused_sdpa, hpu_execution_mode, training_without_cache
+from llava_gemma.train.packed_batches import PackedCollator
+from llava_gemma.train.packed_step import PackingPlan
+from llava_gemma.train.packing import PackedSteps
 from llava_gemma.train.throughput import TokenCounter, throughput_metrics
 from llava_gemma.train.trainer_setup import make_trainer, training_arguments
 from llava_gemma.train.zero_image import attach_zero_image
@@ -83,9 +88,15 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
     collator = LlavaCollator(processor.image_processor, processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                              n_image_tokens, processor.tokenizer.pad_token_id,
                              length_buckets=[pad_to] if pad_to else length_buckets if traits.pads_to_buckets else None)
-    trainer = make_trainer(backend, model=model, args=args, precision=precision, train_dataset=dataset,
+    packing = packing_plan(stage, stage_name, dataset, n_image_tokens, world_size, backend, pad_to)
+    if packing is not None:  # each Trainer batch is one rank's share of a step (train/packed_step.py)
+        attach_packed_attention(model)
+        collator = PackedCollator(collator, packing.row_length, packing.rows)
+    trainer = make_trainer(backend, model=model, args=args, precision=precision,
+                           train_dataset=dataset if packing is None else PackedSteps(dataset),
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
-                           connector_learning_rate=stage.connector_learning_rate)
+                           connector_learning_rate=stage.connector_learning_rate, packing=packing,
+                           loss_normalisation=stage.loss_normalisation)
     # Resume only a complete checkpoint of this very run (same settings, inputs and world size).
     recipe = {k: v for k, v in (("connector", connector if connector != "mlp2x_gelu" else None),
                                 ("stage2_trains", stage2_trains), ("instruct_sources", instruct_sources)) if v}
@@ -120,6 +131,7 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
         "tokens": int(dataset.lengths.sum()), "final_loss": _final_loss(trainer.state.log_history),
         "parameters": counts, "stage_config": asdict(stage), "seed": seed, **recipe, "resumed": resume is not None,
         "resumed_from": str(resume) if resume else None, **throughput, **hpu_run,
+        **({"packing": {"row_length": packing.row_length, "rows": packing.rows}} if packing else {}),
     }
     if trainer.is_world_process_zero():
         (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -128,6 +140,19 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                 f.write(json.dumps(entry) + "\n")
         discard_checkpoints(work_dir)  # outputs are written: a forced rerun must train afresh, not resume
     return metrics
+
+
+def packing_plan(stage: StageConfig, stage_name: str, dataset: PreparedDataset, image_tokens: int, world_size: int,
+                 backend: str, pad_to: int | None) -> PackingPlan | None:
+    """The packed run's plan when the stage packs on this backend: rows of ``pack_length`` tokens (else
+    ``pad_to``, else the longest sample), the steps of the unpacked batch plan."""
+    if not stage.packing_for(backend):
+        return None
+    tokens = dataset.token_lengths(image_tokens)
+    unpacked = plan_batch(stage.global_batch_size, world_size, stage.per_device_batch_size, stage=stage_name)
+    return PackingPlan(micro_batch=unpacked.micro_batch_size, global_batch=stage.global_batch_size,
+                       row_length=stage.pack_length or pad_to or int(tokens.max()), rows=stage.pack_rows,
+                       tokens=tokens, items=dataset.supervised_counts())
 
 
 def start_distributed(args) -> None:

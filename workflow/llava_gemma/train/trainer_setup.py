@@ -16,6 +16,7 @@ from llava_gemma.study.config import StageConfig
 from llava_gemma.train.backends import TRAITS
 from llava_gemma.train.deepspeed_config import deepspeed_config
 from llava_gemma.train.gaudi import gaudi_trainer, gaudi_training_arguments
+from llava_gemma.train.packed_step import PackedStepMixin, PackingPlan
 from llava_gemma.train.param_groups import ConnectorLearningRateMixin
 from llava_gemma.train.sampler import GroupedSamplerMixin, LongestFirstSamplerMixin
 from llava_gemma.train.supervised_loss import SupervisedLossMixin
@@ -65,8 +66,11 @@ def training_arguments(stage: StageConfig, work_dir: Path, *, backend: str, prec
                        seed: int, save_steps: int, gradient_checkpointing: bool | None = None,
                        stage_name: str = "stage") -> TrainingArguments:
     """``TrainingArguments`` (cpu, cuda) or ``GaudiTrainingArguments`` (hpu) for one stage on
-    ``world_size`` processes; ``gradient_checkpointing`` None takes the backend's default."""
+    ``world_size`` processes; ``gradient_checkpointing`` None takes the backend's default. A packed
+    stage reads one step part per Trainer batch and accumulates inside it (train/packed_step.py)."""
     plan = plan_batch(stage.global_batch_size, world_size, stage.per_device_batch_size, stage=stage_name)
+    if stage.packing_for(backend):
+        plan = BatchPlan(world_size, world_size, 1, 1)
     common = common_arguments(stage, work_dir, backend=backend, precision=precision, plan=plan, seed=seed,
                               save_steps=save_steps, gradient_checkpointing=gradient_checkpointing)
     if backend == "hpu":
@@ -74,22 +78,41 @@ def training_arguments(stage: StageConfig, work_dir: Path, *, backend: str, prec
     return TrainingArguments(**common)
 
 
-def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float | None) -> type:
+class MicroBatchMeanMixin:
+    """LLaVA-1.5's normalisation: each micro-batch's mean loss, averaged over accumulation and ranks
+    (Trainer then divides by the accumulation steps and passes no ``num_items_in_batch``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
+
+def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float | None,
+                  packing: PackingPlan | None = None, loss_normalisation: str = "step_tokens") -> type:
     """One class holding the Trainer behaviours a stage asks for; every stage takes the loss at
-    supervised positions only (train/supervised_loss.py) and draws its longest step first (train/sampler.py)."""
-    bases = (SupervisedLossMixin, GroupedSamplerMixin if group_by_modality_length else LongestFirstSamplerMixin) + (
-        (ConnectorLearningRateMixin,) if connector_learning_rate is not None else ())
-    return type("StageMixin", bases, {"connector_learning_rate": connector_learning_rate})
+    supervised positions only (train/supervised_loss.py) and draws its longest step first (train/sampler.py);
+    a packed stage packs each step's samples (train/packed_step.py)."""
+    sampler = GroupedSamplerMixin if group_by_modality_length else LongestFirstSamplerMixin
+    bases = ((PackedStepMixin,) if packing is not None else ()) + (SupervisedLossMixin, sampler) + (
+        (ConnectorLearningRateMixin,) if connector_learning_rate is not None else ()) + (
+        (MicroBatchMeanMixin,) if loss_normalisation == "micro_batch" else ())
+    return type("StageMixin", bases, {"connector_learning_rate": connector_learning_rate, "packing": packing,
+                                      "group_by_modality": group_by_modality_length})
 
 
 def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str, train_dataset, data_collator,
                  callbacks=None, group_by_modality_length: bool = False,
-                 connector_learning_rate: float | None = None) -> Trainer:
+                 connector_learning_rate: float | None = None, packing: PackingPlan | None = None,
+                 loss_normalisation: str = "step_tokens") -> Trainer:
     """HF's Trainer, or GaudiTrainer on hpu; either one draws its batches from train/sampler.py
     (grouped with ``group_by_modality_length``, else a uniform shuffle; the longest step first),
     with ``connector_learning_rate`` the connector trains at its own rate (train/param_groups.py),
-    and the loss is always the supervised positions' (train/supervised_loss.py)."""
-    mixin = trainer_mixin(group_by_modality_length, connector_learning_rate)
+    and the loss is always the supervised positions' (train/supervised_loss.py), normalised over the
+    step's supervised tokens or (``micro_batch``) as LLaVA-1.5's per-micro-batch mean. With
+    ``packing`` the batches are packed step parts (train/packed_step.py)."""
+    if packing is not None and loss_normalisation != "step_tokens":
+        raise ValueError("packed training normalises the loss over the step's tokens only")
+    mixin = trainer_mixin(group_by_modality_length, connector_learning_rate, packing, loss_normalisation)
     if backend == "hpu":
         return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
                              data_collator=data_collator, callbacks=callbacks, mixin=mixin)

@@ -70,6 +70,7 @@ class StageWorkload:
     weights: np.ndarray
     source: str
     supervised: np.ndarray | None = None  # None: the head at every position
+    per_sample: bool = False  # one entry per real sample (prepared data): padding can be counted
 
     @property
     def samples(self) -> int:
@@ -87,7 +88,7 @@ class StageWorkload:
         from llava_gemma.train.flops import prepared_counts
 
         text, images, supervised = prepared_counts(path)
-        return cls(text, images, np.ones_like(text), source=str(path), supervised=supervised)
+        return cls(text, images, np.ones_like(text), source=str(path), supervised=supervised, per_sample=True)
 
 
 def default_workloads(d: WorkloadDefaults) -> dict[str, StageWorkload]:
@@ -269,9 +270,23 @@ def run_estimate(config: str | Path, *, devices: int | None = None, peak_tflops:
         "cells": [{**asdict(e), "total_flops": e.total_flops} for e in estimates],
         "memory": [m.as_dict() for m in memory],
         "warnings": [m.warning for m in memory if m.warning],
-        "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads) + "\n\n"
+        "markdown": markdown_table(estimates, hardware) + "\n\n" + _assumptions(hardware, loads) + "\n"
+                    + "\n".join(study_padding(study, loads, backend, hardware.devices)) + "\n\n"
                     + memory_table(memory, backend),
     }
+
+
+def study_padding(study: StudyConfig, loads: dict[str, StageWorkload], backend: str, devices: int,
+                  image_tokens: int = 576) -> list[str]:
+    """The padding each stage leaves on ``backend`` (analysis/planning/padding.py), from prepared samples only;
+    ``image_tokens``: by default CLIP-L/14 at 336 px, the largest tower of the paper's grid (plan passes
+    its study's largest)."""
+    from llava_gemma.analysis.planning.padding import padding_lines
+
+    train = study.raw["train"]
+    samples = {stage: (w.text_tokens, w.images) if w.per_sample else None for stage, w in loads.items()}
+    return padding_lines({s: StageConfig(**train[s]) for s in ("stage1", "stage2")}, samples, backend=backend,
+                         devices=devices, buckets=train.get("length_buckets"), image_tokens=image_tokens)
 
 
 def _assumptions(hardware: Hardware, loads: dict[str, StageWorkload]) -> str:

@@ -22,6 +22,7 @@ from llava_gemma.analysis.planning.estimate import (
     Hardware,
     StageWorkload,
     WorkloadDefaults,
+    study_padding,
     workloads,
 )
 from llava_gemma.errors import UserError
@@ -213,7 +214,11 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
     configured = study.raw["train"]["backend"]
     backend = backend or ("hpu" if configured == "auto" else configured)
     memory = plan_memory(study, hardware.devices, backend, loads, device_memory_gb)
-    return (plan_markdown(study, rows, hardware, loads, toy_cpu=toy_cpu) + "\n" + memory_table(memory, backend) + "\n"
+    image_tokens = max(_llava_config(yaml.safe_dump(study.model_source(run.language_model)),
+                                     yaml.safe_dump(study.model_source(run.vision_tower))).image_seq_length
+                       for run in study.runs)  # the largest tower's: the longest samples
+    padding = "\n".join(study_padding(study, loads, backend, hardware.devices, image_tokens)) + "\n"
+    return (plan_markdown(study, rows, hardware, loads, toy_cpu=toy_cpu) + padding + "\n" + memory_table(memory, backend) + "\n"
             + _power(study, seed_sd, questions, pilot, target))
 
 
