@@ -218,7 +218,8 @@ def run_plan(configfiles: list[str | Path], *, devices: int | None = None, peak_
                                      yaml.safe_dump(study.model_source(run.vision_tower))).image_seq_length
                        for run in study.runs)  # the largest tower's: the longest samples
     padding = "\n".join(study_padding(study, loads, backend, hardware.devices, image_tokens)) + "\n"
-    return (plan_markdown(study, rows, hardware, loads, toy_cpu=toy_cpu) + padding + "\n" + memory_table(memory, backend) + "\n"
+    return (plan_markdown(study, rows, hardware, loads, toy_cpu=toy_cpu) + padding + "\n"
+            + memory_table(memory, backend) + "\n"
             + _power(study, seed_sd, questions, pilot, target))
 
 
