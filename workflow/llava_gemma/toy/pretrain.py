@@ -28,6 +28,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     """
     from llava_gemma.model.chat import END_OF_TURN
 
+    from .formats import KINDS, format_accuracy
     from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy
 
     torch.manual_seed(seed)
@@ -80,6 +81,8 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     if lookup_losses:
         report |= {"final_lookup_loss": _tail_mean(lookup_losses),
                    "lookup_accuracy": existence_accuracy(model, tokenizer)}  # unseen captions, balanced
+        # The benchmarks' formats on unseen captions (greedy, exact answer): toy/formats.py.
+        report |= {f"{kind}_accuracy": format_accuracy(model, tokenizer, kind) for kind in KINDS}
     return report
 
 
