@@ -73,6 +73,10 @@ class ToyWorldSpec:
     n_gqa_questions: int = 300
     gqa_questions_per_image: int = 3
     jpeg_quality: int = 90
+    # Issue 27 (in progress): 1-2 attribute yes/no turns (count, colour, position, size, word) per
+    # VQA-style image, as VQAv2's and GQA's verify questions. Off by default until measured in the
+    # whole toy study; the benchmark files are the same either way.
+    attribute_questions: bool = False
 
 
 def _jpeg(scene: Scene, spec: ToyWorldSpec) -> bytes:
@@ -160,7 +164,8 @@ def _multiple_choice(qa: sc.QA, rng: random.Random) -> tuple[str, str] | None:
 
 
 def _image_conversations(
-    root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes, extra: random.Random
+    root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes, extra: random.Random,
+    attribute_questions: bool = False,
 ) -> list[list[tuple[str, str]]]:
     """The conversations about one image: one multi-turn conversation, or (VQA style) one per question."""
     n = rng.randint(2, 4)
@@ -190,7 +195,7 @@ def _image_conversations(
             # Anywhere in the record, often first: benchmarks ask their lettered question right after
             # the image, and a model that only met it after other turns answered it with a description.
             pairs.insert(rng.randint(0, len(pairs)), mc)
-        for _ in range(extra.randint(1, 2)):
+        for _ in range(extra.randint(1, 2) if attribute_questions else 0):
             # Attribute yes/no questions (count, colour, position, size, word), as VQAv2's and GQA's
             # verify questions; from a second generator so the main draws, and with them every
             # benchmark file, stay as they were (issue 27).
@@ -236,7 +241,7 @@ def _instruct(
             _, folder, draw = IMAGE_ROOTS[kind]
             rid = _unique(used, partial(draw, rng))  # ids are the file stems, as in the real mix
             image = f"{folder}{rid}.jpg"
-            conversations = _image_conversations(kind, scene, rng, probes, extra)
+            conversations = _image_conversations(kind, scene, rng, probes, extra, spec.attribute_questions)
             for i, pairs in enumerate(conversations):  # a second record of an image gets a suffix
                 records.append({"id": rid if i == 0 else f"{rid}_{i}", "image": image,
                                 "conversations": _turns(pairs, image=True)})
