@@ -91,7 +91,8 @@ def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: in
 
     torch.set_num_threads(1)
     start = time.time()
-    report = pretrain_toy_language_model(corpus, tokenizer, out / name, {**SHAPES[name], "steps": steps}, seed=seed)
+    spec = {**SHAPES[name], "steps": steps, "format_eval": 300}
+    report = pretrain_toy_language_model(corpus, tokenizer, out / name, spec, seed=seed)
     report |= {"steps": steps, "seed": seed, "wall_seconds": round(time.time() - start, 1)}
     (out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -81,8 +81,10 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     if lookup_losses:
         report |= {"final_lookup_loss": _tail_mean(lookup_losses),
                    "lookup_accuracy": existence_accuracy(model, tokenizer)}  # unseen captions, balanced
-        # The benchmarks' formats on unseen captions (greedy, exact answer): toy/formats.py.
-        report |= {f"{kind}_accuracy": format_accuracy(model, tokenizer, kind) for kind in KINDS}
+        # The benchmarks' formats on unseen captions (greedy, exact answer): toy/formats.py. Off unless
+        # asked (``format_eval``: questions per format), as a few hundred generations cost a test minutes.
+        if n_eval := spec.get("format_eval", 0):
+            report |= {f"{kind}_accuracy": format_accuracy(model, tokenizer, kind, n=n_eval) for kind in KINDS}
     return report
 
 
