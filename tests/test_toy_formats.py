@@ -50,7 +50,7 @@ def test_attribute_yes_no_questions_are_balanced_per_wording():
 
 
 def test_pretraining_draws_every_format_about_held_in_captions():
-    examples = lookup.draw_examples(random.Random(2), 3000)
+    examples = lookup.draw_examples(random.Random(2), 3000, lookup.FORMATS_MIX)
     answers = Counter(ex.answer for ex in examples)
     assert sum(answers[x] for x in "ABCD") > 0.2 * len(examples)
     assert not any(lookup.held_out(ex.caption) for ex in examples)

@@ -98,9 +98,12 @@ def format_example(rng: random.Random, kind: str) -> LookupExample:
     return _chat(sc.caption(scene), question, answer)
 
 
-# Shares of each kind of example; existence questions take the rest. The formats of toy/formats.py
-# (lettered choice, attribute yes/no, one word) are what the benchmarks ask (issue 27).
-MIX = {"attribute": 0.1, "describe": 0.2, "choice": 0.25, "verify": 0.2, "word": 0.05}
+# Shares of each kind of example; existence questions take the rest (the shipped LMs' mix).
+MIX = {"attribute": 0.2, "describe": 0.3}
+# With the formats of toy/formats.py (lettered choice, attribute yes/no, one word) that the benchmarks
+# ask (issue 27, in progress: at 2,000 steps the LMs wrote letters but chose them at chance, and the
+# existence look-up fell from 0.995 to 0.81-0.91; docs/toy-study.md). tools/pretrain_toy_lms.py --formats.
+FORMATS_MIX = {"attribute": 0.1, "describe": 0.2, "choice": 0.25, "verify": 0.2, "word": 0.05}
 
 
 def draw_examples(rng: random.Random, n: int, mix: dict[str, float] | None = None) -> list[LookupExample]:

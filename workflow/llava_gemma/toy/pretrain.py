@@ -65,7 +65,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
         loss = model(input_ids=batch, labels=batch).loss
         lm_losses.append(loss.item())
         if lookup_batch:
-            batch = encode_examples(tokenizer, draw_examples(rng, lookup_batch), END_OF_TURN)
+            batch = encode_examples(tokenizer, draw_examples(rng, lookup_batch, spec.get("lookup_mix")), END_OF_TURN)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             lookup_loss = answer_loss(logits, batch["labels"])
             lookup_losses.append(lookup_loss.item())
