@@ -26,7 +26,9 @@ from llava_gemma.toy import world
 from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
 from PIL import Image
 
-SPEC = ToyWorldSpec(seed=7, n_pretrain=40, n_instruct=40, n_pope_images=5, n_gqa_questions=20)
+# attribute_questions on: the mix's attribute yes/no turns (issue 27) are checked by _oracle too.
+SPEC = ToyWorldSpec(seed=7, n_pretrain=40, n_instruct=40, n_pope_images=5, n_gqa_questions=20,
+                    attribute_questions=True)
 SUFFIX = "\nAnswer the question using a single word or phrase."
 LETTER = "\nAnswer with the option's letter from the given choices directly."
 IMAGE_PATTERNS = [
@@ -93,6 +95,20 @@ def _oracle(question: str, scene: sc.Scene) -> str | None:
         return _only(scene, shape=m[1]).color
     if m := re.fullmatch(r"Is the (\w+) large or small\?", q):
         return _only(scene, shape=m[1]).size
+    # Attribute yes/no questions (toy/formats.py): count, size, position, colour, shape and word.
+    count = r"(?:Are there|Is the number of objects|Does the image show) (\w+)(?: objects)?(?: in the image)?\?"
+    if m := re.fullmatch(count, q):
+        return yn[sc.NUMBERS.index(m[1]) == len(scene.objects)]
+    if m := re.fullmatch(r"Is the (\w+) (large|small)\?", q):
+        return yn[_only(scene, shape=m[1]).size == m[2]]
+    if (m := re.fullmatch(r"Is the (\w+) ((?:at|on|in) the [\w ]+)\?", q)) and m[2] in sc.CELL_PHRASES:
+        return yn[sc.CELL_PHRASES[_only(scene, shape=m[1]).cell] == m[2]]
+    if m := re.fullmatch(r"Is the color of the (\w+) (\w+)\?", q):
+        return yn[_only(scene, shape=m[1]).color == m[2]]
+    if m := re.fullmatch(r"Is the (\w+) object a (\w+)\?", q):
+        return yn[_only(scene, color=m[1]).shape == m[2]]
+    if m := re.fullmatch(r'(?:Is the word "(\w+)" written in the image|Does the image say "(\w+)")\?', q):
+        return yn[scene.text == (m[1] or m[2])]
     if m := re.fullmatch(r"Is the (\w+) (\w+) or (\w+)\?", q):
         color = _only(scene, shape=m[1]).color
         return color if color in (m[2], m[3]) else None

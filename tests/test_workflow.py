@@ -69,16 +69,18 @@ def test_reduced_toy_study_runs_to_table1_and_then_has_nothing_to_do(reduced_stu
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def seeing_cell_config() -> dict:
+def seeing_cell_config(seed: int = 0, benchmarks: tuple[str, ...] = ("pope",)) -> dict:
     """One toy cell (2B, CLIP, no stage 1) trained by toy.yaml's full stage 2 on a smaller toy world,
-    evaluated on toy POPE only, with and without its images."""
+    evaluated on ``benchmarks`` with and without its images. ``seed`` moves the toy world and the
+    training seed (tools/bench_toy_guard.py measures the guard's margins with it, MMVP included)."""
     cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
     grid = {f["factor"]: f["levels"] for f in cfg["grid"]}
     keep = {"language_model": "2b", "vision_tower": "clip", "connector": "skip"}
     cfg["grid"] = [{"factor": name, "levels": {keep[name]: grid[name][keep[name]]}} for name in keep]
-    cfg["toy_world"].update(n_pretrain=40, n_instruct=1000, n_pope_images=20, n_gqa_questions=18)
-    cfg["eval"]["benchmarks"] = {"pope": {}}
-    cfg["eval"]["blind_control"] = ["pope"]
+    cfg["toy_world"].update(seed=seed, n_pretrain=40, n_instruct=1000, n_pope_images=20, n_gqa_questions=18)
+    cfg["train"]["seed"] = 42 + seed
+    cfg["eval"]["benchmarks"] = {name: {} for name in benchmarks}
+    cfg["eval"]["blind_control"] = list(benchmarks)
     return cfg
 
 

@@ -5,22 +5,27 @@ starts from Gemma: that skill takes longer to learn than the toy study's whole b
 learned once here and shipped (a few MB), and the toy config installs the folders as the paper
 config downloads Gemma. Reproduce them with:
 
-    OMP_NUM_THREADS=1 python tools/pretrain_toy_lms.py --out models
+    python tools/pretrain_toy_lms.py --out models
 
 It generates the toy world's text (seed 0), trains the toy tokenizer on it, pretrains each LM on
-next-token prediction plus in-context look-up (toy/pretrain.py, toy/lookup.py), and writes each
-folder with its tokenizer, its look-up accuracy on unseen captions and a model card.
+next-token prediction plus in-context look-up (toy/pretrain.py, toy/lookup.py), the two LMs side by
+side in one process each, and writes each folder with its tokenizer, its accuracies on unseen captions
+and a model card. ``--formats`` (issue 27, in progress; docs/toy-study.md) adds the benchmarks' answer
+formats (toy/formats.py) to the look-up and the attribute yes/no turns to the toy world's text.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
+from llava_gemma.toy.lookup import FORMATS_MIX
 from llava_gemma.toy.pretrain import pretrain_toy_language_model
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
 from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
@@ -58,6 +63,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "models")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--formats", action="store_true",
+                    help="add the benchmarks' answer formats to the look-up (toy/formats.py; issue 27, in progress)")
     ap.add_argument("--only", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--retokenize", nargs=2, metavar=("LM_FOLDER", "TOKENIZER_FOLDER"),
                     help="only move LM_FOLDER's embeddings to TOKENIZER_FOLDER's tokenizer (see retokenize)")
@@ -69,18 +76,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp)
         spec = {k: v for k, v in toy.items() if k != "vocab_size"}
+        if args.formats:
+            spec["attribute_questions"] = True
         generate_toy_world(raw, ToyWorldSpec(**spec))
         corpus = raw / "toy_text" / "corpus.txt"
         tokenizer = train_toy_tokenizer(corpus.read_text().splitlines(), raw / "tokenizer",
                                         vocab_size=toy.get("vocab_size", 1000))
-        for name in args.only:
-            start = time.time()
-            report = pretrain_toy_language_model(corpus, raw / "tokenizer", args.out / name,
-                                                 {**SHAPES[name], "steps": args.steps}, seed=args.seed)
-            report |= {"steps": args.steps, "seed": args.seed, "wall_seconds": round(time.time() - start, 1)}
-            (args.out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
-            write_card(args.out / name, name, report, vocab=len(tokenizer))
-            print(name, json.dumps(report), flush=True)
+        # One process per LM, one thread each: on 2 cores the two train side by side.
+        with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
+            jobs = {name: pool.submit(_pretrain_one, name, corpus, raw / "tokenizer", args.out, args.steps, args.seed,
+                                      args.formats)
+                    for name in args.only}
+            for name, job in jobs.items():
+                report = job.result()
+                write_card(args.out / name, name, report, vocab=len(tokenizer))
+                print(name, json.dumps(report), flush=True)
+
+
+def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: int, seed: int, formats: bool) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.time()
+    spec = {**SHAPES[name], "steps": steps, "format_eval": 300} | ({"lookup_mix": FORMATS_MIX} if formats else {})
+    report = pretrain_toy_language_model(corpus, tokenizer, out / name, spec, seed=seed)
+    report |= {"steps": steps, "seed": seed, "wall_seconds": round(time.time() - start, 1)}
+    (out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def retokenize(folder: Path, tokenizer_folder: Path) -> dict:

@@ -28,6 +28,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     """
     from llava_gemma.model.chat import END_OF_TURN
 
+    from .formats import KINDS, format_accuracy
     from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy
 
     torch.manual_seed(seed)
@@ -64,7 +65,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
         loss = model(input_ids=batch, labels=batch).loss
         lm_losses.append(loss.item())
         if lookup_batch:
-            batch = encode_examples(tokenizer, draw_examples(rng, lookup_batch), END_OF_TURN)
+            batch = encode_examples(tokenizer, draw_examples(rng, lookup_batch, spec.get("lookup_mix")), END_OF_TURN)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             lookup_loss = answer_loss(logits, batch["labels"])
             lookup_losses.append(lookup_loss.item())
@@ -80,6 +81,10 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     if lookup_losses:
         report |= {"final_lookup_loss": _tail_mean(lookup_losses),
                    "lookup_accuracy": existence_accuracy(model, tokenizer)}  # unseen captions, balanced
+        # The benchmarks' formats on unseen captions (greedy, exact answer): toy/formats.py. Off unless
+        # asked (``format_eval``: questions per format), as a few hundred generations cost a test minutes.
+        if n_eval := spec.get("format_eval", 0):
+            report |= {f"{kind}_accuracy": format_accuracy(model, tokenizer, kind, n=n_eval) for kind in KINDS}
     return report
 
 

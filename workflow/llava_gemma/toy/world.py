@@ -20,6 +20,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from . import formats
 from . import scenes as sc
 from .benchmarks_extra import ExtraBenchmarkSpec, generate_extra_benchmarks
 from .scenes import FACTS, NUMBERS, SHAPES, Scene
@@ -72,6 +73,10 @@ class ToyWorldSpec:
     n_gqa_questions: int = 300
     gqa_questions_per_image: int = 3
     jpeg_quality: int = 90
+    # Issue 27 (in progress): 1-2 attribute yes/no turns (count, colour, position, size, word) per
+    # VQA-style image, as VQAv2's and GQA's verify questions. Off by default until measured in the
+    # whole toy study; the benchmark files are the same either way.
+    attribute_questions: bool = False
 
 
 def _jpeg(scene: Scene, spec: ToyWorldSpec) -> bytes:
@@ -159,7 +164,8 @@ def _multiple_choice(qa: sc.QA, rng: random.Random) -> tuple[str, str] | None:
 
 
 def _image_conversations(
-    root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes
+    root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes, extra: random.Random,
+    attribute_questions: bool = False,
 ) -> list[list[tuple[str, str]]]:
     """The conversations about one image: one multi-turn conversation, or (VQA style) one per question."""
     n = rng.randint(2, 4)
@@ -189,6 +195,12 @@ def _image_conversations(
             # Anywhere in the record, often first: benchmarks ask their lettered question right after
             # the image, and a model that only met it after other turns answered it with a description.
             pairs.insert(rng.randint(0, len(pairs)), mc)
+        for _ in range(extra.randint(1, 2) if attribute_questions else 0):
+            # Attribute yes/no questions (count, colour, position, size, word), as VQAv2's and GQA's
+            # verify questions; from a second generator so the main draws, and with them every
+            # benchmark file, stay as they were (issue 27).
+            question, answer = formats.verify_question(scene, extra)
+            pairs.insert(extra.randint(0, len(pairs)), (question + SHORT_ANSWER, answer))
         # One question per record, as VQAv2 and GQA list them (LLaVA-1.5 merges an image's questions
         # into one conversation). In a toy stage 2 of some 200 steps the merged form taught the look-up
         # far less: a 2B/CLIP cell scored toy POPE 0.58 with merged records and 0.86-0.89 with single
@@ -214,6 +226,7 @@ def _instruct(
     used: set[str] = set()
     chats: set[str] = set()  # text-only conversations are distinct, as the real mix is after dedup
     probes = sc.ExistenceProbes()
+    extra = random.Random(f"toy-formats-{spec.seed}")
     for kind in kinds:
         if kind == "text":  # ShareGPT-style: no "image" key and no <image> token
             rid = _unique(used, lambda: "".join(rng.choices(ALNUM, k=7)) + "_0")
@@ -228,7 +241,7 @@ def _instruct(
             _, folder, draw = IMAGE_ROOTS[kind]
             rid = _unique(used, partial(draw, rng))  # ids are the file stems, as in the real mix
             image = f"{folder}{rid}.jpg"
-            conversations = _image_conversations(kind, scene, rng, probes)
+            conversations = _image_conversations(kind, scene, rng, probes, extra, spec.attribute_questions)
             for i, pairs in enumerate(conversations):  # a second record of an image gets a suffix
                 records.append({"id": rid if i == 0 else f"{rid}_{i}", "image": image,
                                 "conversations": _turns(pairs, image=True)})
