@@ -67,6 +67,6 @@ def test_shipped_toy_lm_answers_lettered_and_attribute_questions(level):
 
     model = GemmaForCausalLM.from_pretrained(SHIPPED[level])
     tokenizer = AutoTokenizer.from_pretrained(SHIPPED[level])
-    choice = formats.format_accuracy(model, tokenizer, "choice", n=100, seed=99)
-    verify = formats.format_accuracy(model, tokenizer, "verify", n=100, seed=99)
+    choice = lookup.format_accuracy(model, tokenizer, "choice", n=100, seed=99)
+    verify = lookup.format_accuracy(model, tokenizer, "verify", n=100, seed=99)
     assert choice >= 0.8 and verify >= 0.8, (level, choice, verify)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import random
 
-import torch
-
 from . import scenes as sc
 from .scenes import CELL_NAMES, CELL_PHRASES, COLORS, NUMBERS, SHAPES, SIZES, WORDS, Scene
 
@@ -112,27 +110,3 @@ def format_example(kind: str, scene: Scene, rng: random.Random) -> tuple[str, st
     """(question with its instruction, answer) of one of ``KINDS``."""
     question, answer = KINDS[kind](scene, rng)
     return (question if kind == "choice" else question + SHORT_ANSWER), answer
-
-
-@torch.no_grad()
-def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321) -> float:
-    """Greedy answers to ``kind`` questions about held-out captions: the share exactly right."""
-    from llava_gemma.model.chat import END_OF_TURN, turn_prefix
-
-    from .lookup import _scene
-
-    rng = random.Random(seed)
-    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    was_training = model.training
-    model.eval()
-    right = 0
-    for _ in range(n):
-        scene = _scene(rng, heldout=True)
-        question, answer = format_example(kind, scene, rng)
-        prompt = f"{turn_prefix('user')}{sc.caption(scene)}\n{question}{END_OF_TURN}\n{turn_prefix('model')}"
-        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]])
-        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end, pad_token_id=end)
-        text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-        right += text == answer
-    model.train(was_training)
-    return right / n

@@ -179,3 +179,23 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                                                   reduction="none")
     counts = (targets != IGNORE_INDEX).sum(1).clamp(min=1)
     return (per_token.sum(1) / counts).mean()
+
+
+@torch.no_grad()
+def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321) -> float:
+    """Greedy answers to ``kind`` questions (``toy/formats.py``) about held-out captions: the share exactly right."""
+    rng = random.Random(seed)
+    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    was_training = model.training
+    model.eval()
+    right = 0
+    for _ in range(n):
+        scene = _scene(rng, heldout=True)
+        question, answer = formats.format_example(kind, scene, rng)
+        prompt = f"{turn_prefix('user')}{sc.caption(scene)}\n{question}{END_OF_TURN}\n{turn_prefix('model')}"
+        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]])
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end, pad_token_id=end)
+        text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        right += text == answer
+    model.train(was_training)
+    return right / n

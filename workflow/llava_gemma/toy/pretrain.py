@@ -28,8 +28,8 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     """
     from llava_gemma.model.chat import END_OF_TURN
 
-    from .formats import KINDS, format_accuracy
-    from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy
+    from .formats import KINDS
+    from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy, format_accuracy
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
