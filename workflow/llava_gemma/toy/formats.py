@@ -14,7 +14,7 @@ format that is a small share of the mix. These examples are chat turns whose cap
 - one-word answers about the same attributes.
 
 The wording is the toy world's own (``toy/scenes.py`` and the mix's instructions); the toy
-benchmark files are never read. ``format_accuracy`` scores held-out captions only.
+benchmark files are never read. ``lookup.format_accuracy`` scores held-out captions only.
 """
 
 from __future__ import annotations
