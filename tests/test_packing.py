@@ -66,6 +66,23 @@ def test_the_packed_steps_are_the_unpacked_steps():
         assert sorted(packed) == sorted(step.tolist())
 
 
+def test_the_floor_fills_whole_rounds_and_no_packing_goes_below_it():
+    from llava_gemma.analysis.planning.padding import packed_padding, packing_floor
+
+    # Two steps of 4 samples on 2 ranks, rows of 100: a step's 240 tokens need 2 rounds of 200 slots
+    # at the floor; first-fit fits one 60 per row, 4 rows: also 2 rounds.
+    lengths, order = np.full(8, 60), np.arange(8)
+    floor = packing_floor(lengths, order, 4, 2, 100, 1)
+    packed = packed_padding(lengths, np.ones(8, dtype=bool), order, 4, 2, 100, 1)
+    assert floor.slots == packed.slots == 2 * 400 and floor.share == pytest.approx(1 - 480 / 800)
+    rng = np.random.default_rng(0)
+    lengths, has_image = rng.integers(20, 100, 400), rng.random(400) < 0.7
+    order = length_grouped_order(lengths, has_image, 4, 0, step_batches=4)
+    floor = packing_floor(lengths, order, 16, 2, 256, 1)
+    assert floor.slots <= packed_padding(lengths, has_image, order, 16, 2, 256, 1).slots
+    assert floor.slots % (2 * 256) == 0 and floor.slots >= lengths.sum()
+
+
 def test_the_mask_is_causal_inside_each_sample_only():
     positions = torch.tensor([[0, 1, 2, 0, 1, 0]])
     allowed = block_diagonal_mask(positions, torch.float32)[0, 0] == 0

@@ -1,4 +1,4 @@
-"""Stage 2's modality- and length-grouped batches (LLaVA-1.5's group_by_modality_length)."""
+"""Stage 2's modality-grouped steps (LLaVA-1.5's group_by_modality_length) and the length-sorted variant."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from llava_gemma.train.dataset import PreparedDataset
-from llava_gemma.train.sampler import ModalityLengthGroupedSampler, length_grouped_order, shuffled_order
+from llava_gemma.train.sampler import (
+    ModalityLengthGroupedSampler,
+    even_micro_batches,
+    length_grouped_order,
+    shuffled_order,
+)
 from llava_gemma.train.trainer_setup import make_trainer
 from transformers import Trainer, TrainingArguments
 
@@ -50,19 +55,41 @@ def test_every_optimizer_step_holds_one_modality_but_the_final_remainder(n, seed
     steps = _batches(order, 64)
     mixed = [i for i, s in enumerate(steps) if 0 < has_image[s].sum() < len(s)]
     assert len(mixed) <= 1 and all(i >= len(steps) - 2 for i in mixed)
-    assert _padding(order, lengths, 4) < 0.15  # micro-batches still neighbour in length (uniform: > 0.3)
+    sorted_groups = length_grouped_order(lengths, has_image, batch_size=4, seed=seed, step_batches=16,
+                                         group_steps=50)
+    assert _padding(sorted_groups, lengths, 4) < 0.15  # micro-batches neighbour in length (uniform: > 0.3)
 
 
-def test_grouping_cuts_padding_against_a_uniform_shuffle():
+def test_even_micro_batches_deal_the_longest_first_to_the_lightest():
+    """LLaVA-1.5's split into even chunks: 10 -> first, 9 -> second, 8 -> second (9 < 10), 1 -> first."""
+    lengths = np.array([8, 1, 10, 9])
+    assert even_micro_batches(np.arange(4), lengths, 2).tolist() == [2, 1, 3, 0]
+
+
+def test_llava_steps_are_random_draws_with_micro_batches_of_even_work():
+    """group_steps 1 (the default): every step spans the modality's lengths (what packing needs), and
+    its micro-batches carry about equal token totals, the k-th holding the step's k-th longest."""
+    lengths, has_image = _mix(5000, 3)
+    step = 4 * 16
+    llava = length_grouped_order(lengths, has_image, batch_size=4, seed=3, step_batches=16)
+    banded = length_grouped_order(lengths, has_image, batch_size=4, seed=3, step_batches=16, group_steps=50)
+    full = [s for s in _batches(llava, step)[:-2] if len(s) == step]
+
+    def spread(order):  # mean within-step standard deviation of length
+        return np.mean([lengths[s].std() for s in _batches(order, step)[:-2]])
+
+    assert spread(llava) > 0.8 * lengths[has_image].std() > 4 * spread(banded)
+    for s in full:
+        totals = lengths[s].reshape(16, 4).sum(axis=1)
+        assert totals.max() - totals.min() <= lengths[s].max()
+        widest = lengths[s].reshape(16, 4).max(axis=1)
+        assert widest.tolist() == sorted(lengths[s], reverse=True)[:16]
+
+
+@pytest.mark.parametrize("group_steps", [1, 50])
+def test_batch_order_is_random_not_sorted(group_steps):
     lengths, has_image = _mix()
-    grouped = _padding(length_grouped_order(lengths, has_image, 8, seed=1), lengths, 8)
-    uniform = _padding(np.random.default_rng(1).permutation(len(lengths)), lengths, 8)
-    assert grouped < 0.1 < 0.3 < uniform
-
-
-def test_batch_order_is_random_not_sorted():
-    lengths, has_image = _mix()
-    order = length_grouped_order(lengths, has_image, 8, seed=1)
+    order = length_grouped_order(lengths, has_image, 8, seed=1, group_steps=group_steps)
     firsts = [lengths[b].max() for b in _batches(order, 8)[:-2]]
     # Sorted batches would make the longest-row sequence monotone over each group of 50 batches.
     assert sum(a < b for a, b in itertools.pairwise(firsts)) > len(firsts) // 4
@@ -162,7 +189,8 @@ def test_the_step_with_the_most_padded_tokens_comes_first(grouped, n, seed):
     first = order[:64]
     longest = int(np.argmax(lengths))
     full_of_its_kind = (has_image == has_image[longest]).sum() >= 64 if grouped else True
-    assert (longest in first) == full_of_its_kind  # pulled out of the remainder when a step can take it
+    # pulled out of the remainder when a step can take it (ties: another sample of that length may lead)
+    assert (lengths[first].max() == lengths[longest]) == full_of_its_kind
     if grouped:  # one modality, and the first micro-batch is the widest
         assert len(set(has_image[first])) == 1
         assert lengths[first[:4]].max() == lengths[first].max()

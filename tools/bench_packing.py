@@ -28,6 +28,7 @@ then packed rows, and prints real tokens per second and the final loss of each. 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -66,17 +67,20 @@ def profile(path: Path | None, image_tokens: int, stage: str) -> tuple[np.ndarra
 
 
 def padding_rows(lengths: np.ndarray, has_image: np.ndarray, *, global_batch: int, micro: int, grouped: bool,
-                 world: int, buckets: list[int], row_length: int, rows: int, seed: int) -> list[dict]:
-    """The three ways of analysis/planning/padding.py for one stage on ``world`` devices."""
-    from llava_gemma.analysis.planning.padding import packed_padding, stage_order, unpacked_padding
+                 world: int, buckets: list[int], row_length: int, rows: int, seed: int,
+                 group_steps: int = 1) -> list[dict]:
+    """The three ways of analysis/planning/padding.py for one stage on ``world`` devices, and the
+    floor no packing of the same steps into one shape can go below."""
+    from llava_gemma.analysis.planning.padding import packed_padding, packing_floor, stage_order, unpacked_padding
     from llava_gemma.study.config import StageConfig
 
     stage = StageConfig(learning_rate=1.0, global_batch_size=global_batch, per_device_batch_size=micro, epochs=1,
                         warmup_ratio=0, weight_decay=0, lr_scheduler="cosine", zero_stage=2,
-                        group_by_modality_length=grouped)
+                        group_by_modality_length=grouped, length_group_steps=group_steps)
     order, micro = stage_order(lengths, has_image, stage, world, seed)
     ways = [unpacked_padding(lengths, order, micro, None), unpacked_padding(lengths, order, micro, buckets),
-            packed_padding(lengths, has_image, order, global_batch, world, row_length, rows)]
+            packed_padding(lengths, has_image, order, global_batch, world, row_length, rows),
+            packing_floor(lengths, order, global_batch, world, row_length, rows)]
     return [{"padding": w.way, "tokens": w.slots, "pad_share": w.share, "shapes": w.shapes,
              "images": f"{w.images[0]}..{w.images[1]}" if w.images else ""} for w in ways]
 
@@ -88,17 +92,20 @@ def print_padding(args) -> None:
         print(f"\n{stage}: {source}: {len(lengths):,} samples, lengths {lengths.min()}..{lengths.max()} "
               f"(mean {lengths.mean():.0f}), global batch {spec['global_batch']}, micro-batch {spec['micro']}, "
               f"{'grouped' if spec['grouped'] else 'longest-first shuffle'}")
-        for world in args.world:
-            for row_length in args.row_length[stage]:
-                t = time.monotonic()
-                rows = padding_rows(lengths, has_image, global_batch=spec["global_batch"], micro=spec["micro"],
-                                    grouped=spec["grouped"], world=world, buckets=args.buckets,
-                                    row_length=row_length, rows=args.rows, seed=args.seed)
-                print(f"  {world} device(s), packed rows of {row_length} ({time.monotonic() - t:.0f} s to pack)")
-                print(f"    {'padding':<18}{'token slots':>16}{'pad share':>11}{'shapes':>8}  images/micro-batch")
-                for r in rows:
-                    print(f"    {r['padding']:<18}{r['tokens']:>16,}{r['pad_share']:>10.1%}{r['shapes']:>8}"
-                          f"  {r['images']}")
+        for world, row_length, group_steps in itertools.product(
+                args.world, args.row_length[stage], args.group_steps if spec["grouped"] else [1]):
+            t = time.monotonic()
+            rows = padding_rows(lengths, has_image, global_batch=spec["global_batch"], micro=spec["micro"],
+                                grouped=spec["grouped"], world=world, buckets=args.buckets,
+                                row_length=row_length, rows=args.rows, seed=args.seed, group_steps=group_steps)
+            order = (f"length_group_steps {group_steps}" + (" (LLaVA-1.5)" if group_steps == 1 else "")
+                     if spec["grouped"] else "shuffle")
+            print(f"  {world} device(s), {order}, packed rows of {row_length} "
+                  f"({time.monotonic() - t:.0f} s to pack)")
+            print(f"    {'padding':<18}{'token slots':>16}{'pad share':>11}{'shapes':>8}  images/micro-batch")
+            for r in rows:
+                print(f"    {r['padding']:<18}{r['tokens']:>16,}{r['pad_share']:>10.1%}{r['shapes']:>8}"
+                      f"  {r['images']}")
 
 
 def toy_stage2(root: Path, out: Path, *, packed: bool, seed: int, rows: int, buckets: list[int],
@@ -132,6 +139,8 @@ def main() -> None:
     parser.add_argument("--stage2-row-length", type=int, nargs="+", default=[2048])
     parser.add_argument("--stage1-row-length", type=int, nargs="+", default=[2048])
     parser.add_argument("--rows", type=int, default=1, help="packed rows per micro-batch")
+    parser.add_argument("--group-steps", type=int, nargs="+", default=[1, 50],
+                        help="stage 2's length_group_steps: 1 is LLaVA-1.5's order, 50 the length-sorted one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-padding", action="store_true")
     parser.add_argument("--toy", type=Path, help="toy study root with data/prepared/instruct (part 2)")

@@ -48,6 +48,7 @@ class StageConfig:
     zero_stage: int | dict[str, int]  # one stage for every backend, or one per backend
     max_steps: int | None = None
     group_by_modality_length: bool = False  # LLaVA-1.5's stage-2 batching (train/sampler.py)
+    length_group_steps: int = 1  # 1: LLaVA-1.5's random steps; N: groups of N steps sorted by length
     connector_learning_rate: float | None = None  # LLaVA's mm_projector_lr; None: learning_rate
     # Packed training (train/packing.py): per backend or for all; rows of pack_length tokens (None: the
     # run's longest sample), pack_rows rows per micro-batch.

@@ -43,6 +43,7 @@ class PackedStepMixin:
 
     packing: PackingPlan
     group_by_modality = True
+    length_group_steps = 1
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -52,7 +53,8 @@ class PackedStepMixin:
         return PackedStepSampler(samples.lengths, samples.has_image(), plan.tokens, plan.items,
                                  micro_batch=plan.micro_batch, global_batch=plan.global_batch,
                                  world_size=self.args.world_size, row_length=plan.row_length, rows=plan.rows,
-                                 seed=seed, grouped=self.group_by_modality)
+                                 seed=seed, grouped=self.group_by_modality,
+                                 group_steps=self.length_group_steps)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         model.train()

@@ -86,13 +86,14 @@ class PackedStepSampler(torch.utils.data.Sampler[StepPart]):
 
     def __init__(self, lengths: np.ndarray, has_image: np.ndarray, tokens: np.ndarray, items: np.ndarray, *,
                  micro_batch: int, global_batch: int, world_size: int, row_length: int, rows: int, seed: int,
-                 grouped: bool):
+                 grouped: bool, group_steps: int = 1):
         self.lengths = np.asarray(lengths)  # as prepared: what the unpacked sampler orders by
         self.tokens = np.asarray(tokens)  # tokens of each sample with this tower's image tokens: what a row holds
         self.has_image = np.asarray(has_image, dtype=bool)
         self.items = np.asarray(items)
         self.micro_batch, self.global_batch, self.world_size = micro_batch, global_batch, world_size
         self.row_length, self.rows, self.seed, self.grouped = row_length, rows, seed, grouped
+        self.group_steps = group_steps
         self.epoch = 0
         self._parts: tuple[int, list[StepPart]] | None = None
 
@@ -103,7 +104,7 @@ class PackedStepSampler(torch.utils.data.Sampler[StepPart]):
         seed, step_batches = self.seed + self.epoch, self.global_batch // self.micro_batch
         if self.grouped:
             return length_grouped_order(self.lengths, self.has_image, self.micro_batch, seed,
-                                        step_batches=step_batches)
+                                        step_batches=step_batches, group_steps=self.group_steps)
         return shuffled_order(self.lengths, self.micro_batch, seed, step_batches=step_batches)
 
     def parts(self) -> list[StepPart]:

@@ -96,7 +96,8 @@ def run_stage(stage_name: str, stage: StageConfig, *, lm_path: Path, tower_path:
                            train_dataset=dataset if packing is None else PackedSteps(dataset),
                            data_collator=collator, group_by_modality_length=stage.group_by_modality_length,
                            connector_learning_rate=stage.connector_learning_rate, packing=packing,
-                           loss_normalisation=stage.loss_normalisation)
+                           loss_normalisation=stage.loss_normalisation,
+                           length_group_steps=stage.length_group_steps)
     # Resume only a complete checkpoint of this very run (same settings, inputs and world size).
     recipe = {k: v for k, v in (("connector", connector if connector != "mlp2x_gelu" else None),
                                 ("stage2_trains", stage2_trains), ("instruct_sources", instruct_sources)) if v}

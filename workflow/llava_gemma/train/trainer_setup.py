@@ -88,7 +88,8 @@ class MicroBatchMeanMixin:
 
 
 def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float | None,
-                  packing: PackingPlan | None = None, loss_normalisation: str = "step_tokens") -> type:
+                  packing: PackingPlan | None = None, loss_normalisation: str = "step_tokens",
+                  length_group_steps: int = 1) -> type:
     """One class holding the Trainer behaviours a stage asks for; every stage takes the loss at
     supervised positions only (train/supervised_loss.py) and draws its longest step first (train/sampler.py);
     a packed stage packs each step's samples (train/packed_step.py)."""
@@ -97,13 +98,14 @@ def trainer_mixin(group_by_modality_length: bool, connector_learning_rate: float
         (ConnectorLearningRateMixin,) if connector_learning_rate is not None else ()) + (
         (MicroBatchMeanMixin,) if loss_normalisation == "micro_batch" else ())
     return type("StageMixin", bases, {"connector_learning_rate": connector_learning_rate, "packing": packing,
-                                      "group_by_modality": group_by_modality_length})
+                                      "group_by_modality": group_by_modality_length,
+                                      "length_group_steps": length_group_steps})
 
 
 def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str, train_dataset, data_collator,
                  callbacks=None, group_by_modality_length: bool = False,
                  connector_learning_rate: float | None = None, packing: PackingPlan | None = None,
-                 loss_normalisation: str = "step_tokens") -> Trainer:
+                 loss_normalisation: str = "step_tokens", length_group_steps: int = 1) -> Trainer:
     """HF's Trainer, or GaudiTrainer on hpu; either one draws its batches from train/sampler.py
     (grouped with ``group_by_modality_length``, else a uniform shuffle; the longest step first),
     with ``connector_learning_rate`` the connector trains at its own rate (train/param_groups.py),
@@ -112,7 +114,8 @@ def make_trainer(backend: str, *, model, args: TrainingArguments, precision: str
     ``packing`` the batches are packed step parts (train/packed_step.py)."""
     if packing is not None and loss_normalisation != "step_tokens":
         raise ValueError("packed training normalises the loss over the step's tokens only")
-    mixin = trainer_mixin(group_by_modality_length, connector_learning_rate, packing, loss_normalisation)
+    mixin = trainer_mixin(group_by_modality_length, connector_learning_rate, packing, loss_normalisation,
+                          length_group_steps)
     if backend == "hpu":
         return gaudi_trainer(model=model, args=args, precision=precision, train_dataset=train_dataset,
                              data_collator=data_collator, callbacks=callbacks, mixin=mixin)

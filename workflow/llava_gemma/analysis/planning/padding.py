@@ -38,7 +38,8 @@ def stage_order(lengths: np.ndarray, has_image: np.ndarray, stage: StageConfig, 
     plan = plan_batch(stage.global_batch_size, devices, stage.per_device_batch_size)
     steps = stage.global_batch_size // plan.micro_batch_size
     if stage.group_by_modality_length:
-        return length_grouped_order(lengths, has_image, plan.micro_batch_size, seed, step_batches=steps), \
+        return length_grouped_order(lengths, has_image, plan.micro_batch_size, seed, step_batches=steps,
+                                    group_steps=stage.length_group_steps), \
             plan.micro_batch_size
     return shuffled_order(lengths, plan.micro_batch_size, seed, step_batches=steps), plan.micro_batch_size
 
@@ -60,6 +61,16 @@ def packed_padding(lengths: np.ndarray, has_image: np.ndarray, order: np.ndarray
                 slots += rows * row_length
                 images.add(int(sum(has_image[i] for row in mb for i in row)))
     return Padding(f"packed {rows}x{row_length}", slots, int(lengths.sum()), 1, (min(images), max(images)))
+
+
+def packing_floor(lengths: np.ndarray, order: np.ndarray, global_batch: int, devices: int, row_length: int,
+                  rows: int) -> Padding:
+    """The least padding any packing of these steps can leave with one shape and equal micro-batch
+    counts per rank: each step fills whole rounds of ``devices x rows x row_length`` token slots,
+    as if samples could be cut anywhere. A step of T tokens still takes ceil(T / round) rounds."""
+    per_round = devices * rows * row_length
+    slots = sum(-(-int(lengths[step].sum()) // per_round) * per_round for step in steps_of(order, global_batch))
+    return Padding(f"floor {rows}x{row_length}", slots, int(lengths.sum()), 1)
 
 
 def stage_padding(lengths: np.ndarray, has_image: np.ndarray, stage: StageConfig, *, backend: str, devices: int,
