@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import torch
-from llava_gemma.model.chat import END_OF_TURN, turn_prefix
+from llava_gemma.model.chat import END_OF_TURN
 from llava_gemma.toy import formats, lookup
-from llava_gemma.toy import scenes as sc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -38,35 +37,10 @@ def parse_phase(text: str) -> tuple[int, dict[str, float]]:
     return int(steps), shares
 
 
-@torch.no_grad()
-def first_token_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321) -> float:
-    """Share of held-out ``kind`` questions whose answer's first token is the argmax (batched; letters are
-    one token, so for lettered choice this is the greedy letter)."""
-    rng = random.Random(seed)
-    rows, targets = [], []
-    for _ in range(n):
-        if kind == "existence":
-            ex = lookup.existence_example(rng, heldout=True)
-            prompt, answer = ex.prompt, ex.answer
-        else:
-            scene = lookup._scene(rng, heldout=True)
-            question, answer = formats.format_example(kind, scene, rng)
-            prompt = f"{turn_prefix('user')}{sc.caption(scene)}\n{question}{END_OF_TURN}\n{turn_prefix('model')}"
-        rows.append([tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)])
-        targets.append(tokenizer.encode(answer, add_special_tokens=False)[0])
-    was = model.training
-    model.eval()
-    right = 0
-    for start in range(0, n, 100):
-        chunk, want = rows[start:start + 100], torch.tensor(targets[start:start + 100])
-        width = max(map(len, chunk))
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in chunk])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk])
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        at = logits[torch.arange(len(chunk)), torch.tensor([len(r) - 1 for r in chunk])]
-        right += int((at.argmax(-1) == want).sum())
-    model.train(was)
-    return right / n
+def _stem(question: str) -> str:
+    """The question's first three words (after a Context line), e.g. "What color is"."""
+    lines = question.split("\n")
+    return " ".join(lines[1 if lines[0].startswith("Context:") else 0].split()[:3])
 
 
 def build(init: str, shape: str, layers: int | None, tokenizer):
@@ -96,6 +70,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--eval-n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--breakdown", nargs="*", default=[], help="at the end, accuracy per question stem of these kinds")
     ap.add_argument("--lower-options", action="store_true", help="options as written, never capitalised")
     ap.add_argument("--save", type=Path, help="write the trained LM here")
     args = ap.parse_args()
@@ -108,7 +83,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = build(args.init, args.shape, args.layers, tokenizer)
     phases = [parse_phase(p) for p in args.phases]
-    total = sum(s for s, _ in phases)
+    total = max(1, sum(s for s, _ in phases))
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = max(1, min(20, total // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -119,7 +94,7 @@ def main() -> None:
         row = {"step": step, "minutes": round((time.time() - start) / 60, 1),
                "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 3)}
         for kind in ("choice", "pick", "letter", "verify", "existence"):
-            row[kind] = first_token_accuracy(model, tokenizer, kind, n=args.eval_n)
+            row[kind] = lookup.first_token_accuracy(model, tokenizer, kind, n=args.eval_n)
         print(json.dumps(row), flush=True)
 
     model.train()
@@ -140,6 +115,12 @@ def main() -> None:
                 report()
     if step % args.eval_every:
         report()
+    if args.breakdown:
+        for kind in args.breakdown:
+            by: dict[str, list[bool]] = {}
+            for question, hit in lookup.first_token_hits(model, tokenizer, kind, args.eval_n):
+                by.setdefault(_stem(question), []).append(hit)
+            print(json.dumps({kind: {k: [len(v), round(sum(v) / len(v), 2)] for k, v in sorted(by.items())}}))
     if args.save:
         model.save_pretrained(args.save, safe_serialization=True)
         tokenizer.save_pretrained(args.save)
