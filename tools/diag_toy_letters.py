@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--eval-n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-kinds", nargs="+", default=["choice", "pick", "letter", "verify", "existence"])
     ap.add_argument("--breakdown", nargs="*", default=[], help="at the end, accuracy per question stem of these kinds")
     ap.add_argument("--lower-options", action="store_true", help="options as written, never capitalised")
     ap.add_argument("--save", type=Path, help="write the trained LM here")
@@ -93,7 +94,7 @@ def main() -> None:
     def report() -> None:
         row = {"step": step, "minutes": round((time.time() - start) / 60, 1),
                "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 3)}
-        for kind in ("choice", "pick", "letter", "verify", "existence"):
+        for kind in args.eval_kinds:
             row[kind] = lookup.first_token_accuracy(model, tokenizer, kind, n=args.eval_n)
         print(json.dumps(row), flush=True)
 

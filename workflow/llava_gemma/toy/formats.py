@@ -119,9 +119,20 @@ def letter_of(scene: Scene, rng: random.Random) -> tuple[str, str]:
     return f"Which option is {answer}?\n{lines}{LETTER_ANSWER}", LETTERS[options.index(answer)]
 
 
+def option_text(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """A lettered question answered with the right option's text instead of its letter.
+
+    The first rung of the curriculum: finding the option the caption supports is learned while the
+    answer is the option's own word; the letter, which stands before that word, comes after."""
+    question, letter = multiple_choice(scene, rng)
+    text = next(line[3:] for line in question.split("\n") if line.startswith(f"{letter}. "))
+    return question, text
+
+
 # Drills for a curriculum (the lettered step alone): which listed shape is shown, and two options only.
 DRILLS = {"pick": lambda scene, rng: multiple_choice(scene, rng, max_options=2, pick=True),
-          "choice2": lambda scene, rng: multiple_choice(scene, rng, max_options=2), "letter": letter_of}
+          "choice2": lambda scene, rng: multiple_choice(scene, rng, max_options=2), "letter": letter_of,
+          "option_text": option_text}
 
 
 def format_example(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:
