@@ -106,7 +106,7 @@ MIX = {"attribute": 0.2, "describe": 0.3}
 FORMATS_MIX = {"attribute": 0.1, "describe": 0.2, "choice": 0.25, "verify": 0.2, "word": 0.05}
 # Continuing the shipped look-up LMs (tools/pretrain_toy_lms.py --from): the lettered step is learned first
 # on "which of these shapes is shown" (the drill "pick", which reuses the existence look-up) beside the
-# full lettered questions. 2,500 steps of it took the shipped 2B's letters from 0.00 to 0.52 (pick 0.97)
+# full lettered questions. 2,500 steps of it took the shipped 2B's letters from 0.00 to 0.52 (pick 0.97, n=300)
 # with existence at 0.99; tools/diag_toy_letters.py and docs/toy-study.md have the curves.
 CONTINUE_MIX = {"pick": 0.2, "choice": 0.5, "verify": 0.1, "describe": 0.05}
 
