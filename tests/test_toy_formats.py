@@ -57,16 +57,37 @@ def test_pretraining_draws_every_format_about_held_in_captions():
     assert any(ex.prompt.count("Context: ") for ex in examples)
 
 
+def test_curriculum_drills_keep_the_lettered_format():
+    """The drills (toy/formats.py DRILLS) ask in the benchmarks' lettered format; ``pick`` lists two
+    shapes of which the scene holds exactly one, ``option_text`` answers with a true option's text."""
+    rng = random.Random(3)
+    for _ in range(500):
+        scene = sc.random_scene(rng)
+        question, letter = formats.format_example("pick", scene, rng)
+        options = dict(re.findall(r"^([A-D])\. (.+)$", question, flags=re.M))
+        assert question.endswith(formats.LETTER_ANSWER) and len(options) == 2
+        assert [o.lower() in scene.shapes for o in options.values()].count(True) == 1
+        assert options[letter].lower() in scene.shapes
+        question, text = formats.format_example("option_text", scene, rng)
+        options = re.findall(r"^[A-D]\. (.+)$", question, flags=re.M)
+        assert text in options and _true_of(text, scene), (question, text)
+        question, letter = formats.format_example("letter", scene, rng)
+        named = question.split("\n")[0].removeprefix("Which option is ").removesuffix("?")
+        assert re.search(rf"^{letter}\. (.+)$", question, flags=re.M).group(1).lower() == named.lower()
+
+
 @pytest.mark.xfail(strict=True, reason="issue 27 in progress: the shipped LMs predate toy/formats.py (letters 0.0); "
-                   "rebuilt at 2,000 steps they wrote letters but chose the right one 0.41-0.43 of the time")
+                   "rebuilt at 2,000 steps they chose the right letter 0.41-0.43 of the time, the 2B continued "
+                   "8,000 steps on lookup.CONTINUE_MIX-like mixes 0.72 (docs/toy-study.md)")
 @pytest.mark.parametrize("level", sorted(SHIPPED))
 def test_shipped_toy_lm_answers_lettered_and_attribute_questions(level):
-    """Held-out captions, greedy answers, exact text: a letter, "Yes"/"No", one word. The LMs before
+    """Held-out captions, the answer's first token as the greedy one (a letter, "Yes" or "No" are one
+    token each; batched, so the check costs seconds where generating cost minutes). The LMs before
     issue 27 scored 0.0 on letters (they answered "No" or a shape name)."""
     from transformers import AutoTokenizer, GemmaForCausalLM
 
     model = GemmaForCausalLM.from_pretrained(SHIPPED[level])
     tokenizer = AutoTokenizer.from_pretrained(SHIPPED[level])
-    choice = lookup.format_accuracy(model, tokenizer, "choice", n=100, seed=99)
-    verify = lookup.format_accuracy(model, tokenizer, "verify", n=100, seed=99)
+    choice = lookup.first_token_accuracy(model, tokenizer, "choice", n=300, seed=99)
+    verify = lookup.first_token_accuracy(model, tokenizer, "verify", n=300, seed=99)
     assert choice >= 0.8 and verify >= 0.8, (level, choice, verify)

@@ -83,3 +83,18 @@ def test_pretraining_with_lookup_writes_a_report(tiny_backbones, tmp_path):
     report = pretrain_toy_language_model(corpus, tiny_backbones["tokenizer"], tmp_path / "lm", spec)
     assert 0.0 <= report["lookup_accuracy"] <= 1.0 and report["final_lookup_loss"] > 0
     assert (tmp_path / "lm" / "model.safetensors").is_file()
+
+
+def test_pretraining_continues_from_an_lm_folder(tiny_backbones, tmp_path):
+    """``init`` (tools/pretrain_toy_lms.py --from) starts from the folder's weights, not a fresh model of the
+    spec's shape: one step at learning rate 0 saves the folder's own weights."""
+    import torch
+    from llava_gemma.toy.pretrain import pretrain_toy_language_model
+    from safetensors.torch import load_file
+
+    corpus = tiny_backbones["tokenizer"].parent / "corpus.txt"
+    spec = dict(hidden_size=8, num_layers=1, num_heads=1, head_dim=8, intermediate_size=8, steps=1, learning_rate=0.0,
+                lookup_batch_size=0, lm_batch_size=2, init=str(tiny_backbones["lm"]))
+    pretrain_toy_language_model(corpus, tiny_backbones["tokenizer"], tmp_path / "lm", spec)
+    before, after = (load_file(p / "model.safetensors") for p in (tiny_backbones["lm"], tmp_path / "lm"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -12,6 +12,10 @@ next-token prediction plus in-context look-up (toy/pretrain.py, toy/lookup.py), 
 side in one process each, and writes each folder with its tokenizer, its accuracies on unseen captions
 and a model card. ``--formats`` (issue 27, in progress; docs/toy-study.md) adds the benchmarks' answer
 formats (toy/formats.py) to the look-up and the attribute yes/no turns to the toy world's text.
+``--from models`` continues the LMs in that folder (with their own tokenizer) on the lettered formats
+(``lookup.CONTINUE_MIX``) instead of training new ones:
+
+    python tools/pretrain_toy_lms.py --from models --out /tmp/toy-lms --steps 2500
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
-from llava_gemma.toy.lookup import FORMATS_MIX
+from llava_gemma.toy.lookup import CONTINUE_MIX, FORMATS_MIX
 from llava_gemma.toy.pretrain import pretrain_toy_language_model
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
 from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
+from transformers import AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 # Gemma 2B's shape in miniature (multi-query attention: one key/value head) and Gemma 7B's
@@ -65,6 +70,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--formats", action="store_true",
                     help="add the benchmarks' answer formats to the look-up (toy/formats.py; issue 27, in progress)")
+    ap.add_argument("--from", dest="start", type=Path,
+                    help="continue the LMs in this folder (e.g. models) on the lettered formats, with their tokenizer")
     ap.add_argument("--only", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--retokenize", nargs=2, metavar=("LM_FOLDER", "TOKENIZER_FOLDER"),
                     help="only move LM_FOLDER's embeddings to TOKENIZER_FOLDER's tokenizer (see retokenize)")
@@ -80,12 +87,16 @@ def main() -> None:
             spec["attribute_questions"] = True
         generate_toy_world(raw, ToyWorldSpec(**spec))
         corpus = raw / "toy_text" / "corpus.txt"
-        tokenizer = train_toy_tokenizer(corpus.read_text().splitlines(), raw / "tokenizer",
-                                        vocab_size=toy.get("vocab_size", 1000))
+        if args.start:  # the LMs' own tokenizer (2B and 7B share one), so their embeddings stay valid
+            tokenizer = AutoTokenizer.from_pretrained(args.start / args.only[0])
+            tokenizer.save_pretrained(raw / "tokenizer")
+        else:
+            tokenizer = train_toy_tokenizer(corpus.read_text().splitlines(), raw / "tokenizer",
+                                            vocab_size=toy.get("vocab_size", 1000))
         # One process per LM, one thread each: on 2 cores the two train side by side.
         with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
             jobs = {name: pool.submit(_pretrain_one, name, corpus, raw / "tokenizer", args.out, args.steps, args.seed,
-                                      args.formats)
+                                      args.formats, args.start)
                     for name in args.only}
             for name, job in jobs.items():
                 report = job.result()
@@ -93,14 +104,19 @@ def main() -> None:
                 print(name, json.dumps(report), flush=True)
 
 
-def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: int, seed: int, formats: bool) -> dict:
+def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: int, seed: int, formats: bool,
+                  start_from: Path | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)
     start = time.time()
     spec = {**SHAPES[name], "steps": steps, "format_eval": 300} | ({"lookup_mix": FORMATS_MIX} if formats else {})
+    if start_from:
+        spec |= {"init": str(start_from / name), "lookup_mix": CONTINUE_MIX}
     report = pretrain_toy_language_model(corpus, tokenizer, out / name, spec, seed=seed)
     report |= {"steps": steps, "seed": seed, "wall_seconds": round(time.time() - start, 1)}
+    if start_from:
+        report["continued_from"] = str(start_from / name)
     (out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

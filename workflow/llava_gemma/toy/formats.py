@@ -58,11 +58,12 @@ def _case(word: str, upper: bool) -> str:
     return word.capitalize() if upper and not word.isupper() else word
 
 
-def multiple_choice(scene: Scene, rng: random.Random) -> tuple[str, str]:
-    """A lettered question about the scene and its letter."""
-    question, answer, vocabulary = rng.choice(_choice_items(scene, rng))
+def multiple_choice(scene: Scene, rng: random.Random, max_options: int = 4, pick: bool = False) -> tuple[str, str]:
+    """A lettered question about the scene and its letter; ``pick`` asks only which listed shape is shown."""
+    items = _choice_items(scene, rng)
+    question, answer, vocabulary = items[-1] if pick else rng.choice(items)
     wrong = [w for w in vocabulary if w != answer]
-    options = [answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, 3)))]
+    options = [answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, max_options - 1)))]
     rng.shuffle(options)
     upper = rng.random() < 0.5
     lines = "\n".join(f"{LETTERS[i]}. {_case(o, upper)}" for i, o in enumerate(options))
@@ -104,9 +105,37 @@ def one_word(scene: Scene, rng: random.Random) -> tuple[str, str]:
 
 
 KINDS = {"choice": multiple_choice, "verify": verify_question, "word": one_word}
+def letter_of(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """Which letter an option named in the question has: the option-to-letter step alone, no caption needed.
+
+    A letter comes before its option's text, so a model must carry each letter forward to its option
+    and find the option by content; the full question adds the caption match on top of this."""
+    _, answer, vocabulary = rng.choice(_choice_items(scene, rng))
+    wrong = [w for w in vocabulary if w != answer]
+    options = [answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, 3)))]
+    rng.shuffle(options)
+    upper = rng.random() < 0.5
+    lines = "\n".join(f"{LETTERS[i]}. {_case(o, upper)}" for i, o in enumerate(options))
+    return f"Which option is {answer}?\n{lines}{LETTER_ANSWER}", LETTERS[options.index(answer)]
+
+
+def option_text(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """A lettered question answered with the right option's text instead of its letter.
+
+    The first rung of the curriculum: finding the option the caption supports is learned while the
+    answer is the option's own word; the letter, which stands before that word, comes after."""
+    question, letter = multiple_choice(scene, rng)
+    text = next(line[3:] for line in question.split("\n") if line.startswith(f"{letter}. "))
+    return question, text
+
+
+# Drills for a curriculum (the lettered step alone): which listed shape is shown, and two options only.
+DRILLS = {"pick": lambda scene, rng: multiple_choice(scene, rng, max_options=2, pick=True),
+          "choice2": lambda scene, rng: multiple_choice(scene, rng, max_options=2), "letter": letter_of,
+          "option_text": option_text}
 
 
 def format_example(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:
-    """(question with its instruction, answer) of one of ``KINDS``."""
-    question, answer = KINDS[kind](scene, rng)
-    return (question if kind == "choice" else question + SHORT_ANSWER), answer
+    """(question with its instruction, answer) of one of ``KINDS`` or ``DRILLS``."""
+    question, answer = (KINDS | DRILLS)[kind](scene, rng)
+    return (question if question.endswith(LETTER_ANSWER) else question + SHORT_ANSWER), answer

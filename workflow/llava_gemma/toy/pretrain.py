@@ -24,7 +24,8 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     - in-context look-up (``toy/lookup.py``): questions answered only by an earlier caption, with
       the loss on the answer alone. Kept in its own batch so the answer is not one token among
       hundreds (that dilution alone held the look-up at chance in the measurements).
-    ``lookup_batch_size: 0`` turns the second objective off (a plain LM, as before).
+    ``lookup_batch_size: 0`` turns the second objective off (a plain LM, as before); ``init`` names an
+    LM folder to continue from instead of a fresh model (its shape keys are then ignored).
     """
     from llava_gemma.model.chat import END_OF_TURN
 
@@ -40,7 +41,8 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
         head_dim=spec["head_dim"], max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
     )
-    model = GemmaForCausalLM(config)
+    # ``init``: continue from an LM folder of the same tokenizer (the formats stage starts from the look-up LMs).
+    model = GemmaForCausalLM.from_pretrained(spec["init"]) if spec.get("init") else GemmaForCausalLM(config)
     lines = [line.strip() for line in corpus.read_text().splitlines() if line.strip()]
     ids = tokenizer(lines, add_special_tokens=False).input_ids
     stream = []
