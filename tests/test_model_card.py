@@ -92,3 +92,11 @@ def test_study_writes_every_cell_card_from_its_metrics(reduced_study):
         assert {b for b, _ in card_metrics(card)} == {"pope", "gqa", "mme", "mmvet", "vqav2", "mmvp", "scienceqa_img"}
         recipe_card = ModelCard.load(reduced_study / f"results/cells/{cell}/model/README.md")
         assert not recipe_card.data.eval_results and "## Recipe" in recipe_card.text
+
+
+def test_the_card_says_how_stage_two_drew_its_steps():
+    from llava_gemma.analysis.tables.model_card import grouping_phrase
+
+    assert "random draw of one modality" in grouping_phrase({"group_by_modality_length": True})
+    assert "sorted by length in groups of 50" in grouping_phrase({"group_by_modality_length": True,
+                                                                  "length_group_steps": 50})

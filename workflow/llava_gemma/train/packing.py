@@ -81,7 +81,7 @@ def steps_of(order: np.ndarray, global_batch: int) -> list[np.ndarray]:
 
 
 class PackedStepSampler(torch.utils.data.Sampler[StepPart]):
-    """The unpacked run's sample order (grouped by modality and length, or the longest-first shuffle),
+    """The unpacked run's sample order (grouped by modality, or the longest-first shuffle),
     cut into its steps, each packed and dealt to the ranks; reseeded every epoch like that sampler."""
 
     def __init__(self, lengths: np.ndarray, has_image: np.ndarray, tokens: np.ndarray, items: np.ndarray, *,

@@ -79,6 +79,14 @@ def card_data(s: dict[str, Any], metrics: dict[str, dict[str, float]] | None) ->
         eval_results=_eval_results(metrics) if metrics else None, **license_fields)
 
 
+def grouping_phrase(stage: dict) -> str:
+    """How a grouped stage drew its steps (train/sampler.py)."""
+    steps = stage.get("length_group_steps", 1)
+    if steps == 1:
+        return ", each step a random draw of one modality (LLaVA-1.5's group_by_modality_length)"
+    return f", steps of one modality sorted by length in groups of {steps}"
+
+
 def _recipe_lines(s: dict[str, Any]) -> list[str]:
     train = s["train"]
     lines = [f"- Precision {train['precision']}, backend {train['backend']}; the vision tower is frozen throughout."]
@@ -89,8 +97,7 @@ def _recipe_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"- {'Stage 1' if stage == 'stage1' else 'Stage 2'} ({what}): learning rate "
                      f"{st['learning_rate']:g}, global batch {st['global_batch_size']}, {st['epochs']:g} epoch(s), "
                      f"{st['lr_scheduler']} schedule, warmup {st['warmup_ratio']:g}, weight decay "
-                     f"{st['weight_decay']:g}" + (", batches grouped by modality and length"
-                                                 if st.get("group_by_modality_length") else "")
+                     f"{st['weight_decay']:g}" + (grouping_phrase(st) if st.get("group_by_modality_length") else "")
                      + (f", capped at {st['max_steps']} steps" if st.get("max_steps") else "") + ".")
     if "stage1" not in train:
         lines.append("- No stage 1: stage 2 starts from a freshly initialised connector (the skip ablation).")
