@@ -58,17 +58,23 @@ def _case(word: str, upper: bool) -> str:
     return word.capitalize() if upper and not word.isupper() else word
 
 
-def multiple_choice(scene: Scene, rng: random.Random, max_options: int = 4, pick: bool = False) -> tuple[str, str]:
-    """A lettered question about the scene and its letter; ``pick`` asks only which listed shape is shown."""
-    items = _choice_items(scene, rng)
-    question, answer, vocabulary = items[-1] if pick else rng.choice(items)
+def _lettered_options(answer: str, vocabulary: list[str], rng: random.Random, max_options: int = 4
+                      ) -> tuple[str, str]:
+    """(the option lines "A. ..." with ``answer`` among 1 to ``max_options`` - 1 wrong ones, its letter)."""
     wrong = [w for w in vocabulary if w != answer]
     options = [answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, max_options - 1)))]
     rng.shuffle(options)
     upper = rng.random() < 0.5
-    lines = "\n".join(f"{LETTERS[i]}. {_case(o, upper)}" for i, o in enumerate(options))
+    return "\n".join(f"{LETTERS[i]}. {_case(o, upper)}" for i, o in enumerate(options)), LETTERS[options.index(answer)]
+
+
+def multiple_choice(scene: Scene, rng: random.Random, max_options: int = 4, pick: bool = False) -> tuple[str, str]:
+    """A lettered question about the scene and its letter; ``pick`` asks only which listed shape is shown."""
+    items = _choice_items(scene, rng)
+    question, answer, vocabulary = items[-1] if pick else rng.choice(items)
+    lines, letter = _lettered_options(answer, vocabulary, rng, max_options)
     context = f"Context: {rng.choice(sc.FACTS)[1]}\n" if rng.random() < 0.25 else ""
-    return f"{context}{question}\n{lines}{LETTER_ANSWER}", LETTERS[options.index(answer)]
+    return f"{context}{question}\n{lines}{LETTER_ANSWER}", letter
 
 
 def _verify_items(scene: Scene, rng: random.Random, yes: bool) -> list[str]:
@@ -105,18 +111,16 @@ def one_word(scene: Scene, rng: random.Random) -> tuple[str, str]:
 
 
 KINDS = {"choice": multiple_choice, "verify": verify_question, "word": one_word}
+
+
 def letter_of(scene: Scene, rng: random.Random) -> tuple[str, str]:
     """Which letter an option named in the question has: the option-to-letter step alone, no caption needed.
 
     A letter comes before its option's text, so a model must carry each letter forward to its option
     and find the option by content; the full question adds the caption match on top of this."""
     _, answer, vocabulary = rng.choice(_choice_items(scene, rng))
-    wrong = [w for w in vocabulary if w != answer]
-    options = [answer, *rng.sample(wrong, min(len(wrong), rng.randint(1, 3)))]
-    rng.shuffle(options)
-    upper = rng.random() < 0.5
-    lines = "\n".join(f"{LETTERS[i]}. {_case(o, upper)}" for i, o in enumerate(options))
-    return f"Which option is {answer}?\n{lines}{LETTER_ANSWER}", LETTERS[options.index(answer)]
+    lines, letter = _lettered_options(answer, vocabulary, rng)
+    return f"Which option is {answer}?\n{lines}{LETTER_ANSWER}", letter
 
 
 def option_text(scene: Scene, rng: random.Random) -> tuple[str, str]:

@@ -106,8 +106,8 @@ MIX = {"attribute": 0.2, "describe": 0.3}
 FORMATS_MIX = {"attribute": 0.1, "describe": 0.2, "choice": 0.25, "verify": 0.2, "word": 0.05}
 # Continuing the shipped look-up LMs (tools/pretrain_toy_lms.py --from): the lettered step is learned first
 # on "which of these shapes is shown" (the drill "pick", which reuses the existence look-up) beside the
-# full lettered questions. 2,500 steps of it took the shipped 2B's letters from 0.00 to 0.52 (pick 0.97, n=300)
-# with existence at 0.99; tools/diag_toy_letters.py and docs/toy-study.md have the curves.
+# full lettered questions. 2,500 steps of it took the shipped 2B's letters from 0.00 to 0.54 (pick 0.98,
+# existence 0.99, n=200); tools/diag_toy_letters.py and docs/toy-study.md (run G) have the curves.
 CONTINUE_MIX = {"pick": 0.2, "choice": 0.5, "verify": 0.1, "describe": 0.05}
 
 
@@ -196,12 +196,11 @@ def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321
     right = 0
     for _ in range(n):
         scene = _scene(rng, heldout=True)
-        question, answer = formats.format_example(kind, scene, rng)
-        prompt = f"{turn_prefix('user')}{sc.caption(scene)}\n{question}{END_OF_TURN}\n{turn_prefix('model')}"
-        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]])
+        ex = _chat(sc.caption(scene), *formats.format_example(kind, scene, rng))
+        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]])
         out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end, pad_token_id=end)
         text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-        right += text == answer
+        right += text == ex.answer
     model.train(was_training)
     return right / n
 

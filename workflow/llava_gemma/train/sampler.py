@@ -25,7 +25,7 @@ step the micro-batches come longest first, so the first micro-batch of every ran
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -82,7 +82,8 @@ def length_grouped_order(lengths: np.ndarray, has_image: np.ndarray, batch_size:
 
 
 def longest_step_first(steps: list[np.ndarray], tail: np.ndarray, lengths: np.ndarray, batch_size: int,
-                       kind: np.ndarray | None = None, arrange=None) -> tuple[list[np.ndarray], np.ndarray]:
+                       kind: np.ndarray | None = None, arrange: Callable[[np.ndarray], np.ndarray] | None = None
+                       ) -> tuple[list[np.ndarray], np.ndarray]:
     """(steps, remainder) with the step of most padded tokens swapped to the front: the widest
     micro-batch decides (memory is spent per micro-batch), the step's padded total breaks ties, then
     the order. A longest sample left in the remainder first trades places with the shortest sample
