@@ -17,6 +17,7 @@ import sys
 import zipfile
 from collections import Counter
 from itertools import combinations
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from llava_gemma.toy import world
 from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
 from PIL import Image
 
-# attribute_questions on: the mix's attribute yes/no turns (issue 27) are checked by _oracle too.
+# attribute_questions and choice_questions on: the mix's attribute yes/no turns and extra lettered
+# turns (issue 27) are checked by _oracle too.
 SPEC = ToyWorldSpec(seed=7, n_pretrain=40, n_instruct=40, n_pope_images=5, n_gqa_questions=20,
-                    attribute_questions=True)
+                    attribute_questions=True, choice_questions=True)
 SUFFIX = "\nAnswer the question using a single word or phrase."
 LETTER = "\nAnswer with the option's letter from the given choices directly."
 IMAGE_PATTERNS = [
@@ -124,6 +126,15 @@ def _oracle(question: str, scene: sc.Scene) -> str | None:
         return yn[_only(scene, shape=m[1]).color == _only(scene, shape=m[2]).color]
     if q == "How many objects are there?":
         return sc.NUMBERS[len(scene.objects)]
+    # The lettered questions of toy/formats.py (choice_questions).
+    if m := re.fullmatch(r"Where is the (\w+)\?", q):
+        return sc.CELL_NAMES[_only(scene, shape=m[1]).cell]
+    if m := re.fullmatch(r"Is the (\w+) on the left or on the right\?", q):
+        return {0: "left", 2: "right"}[_only(scene, shape=m[1]).cell % 3]
+    if q == "Which shape is in the picture?":
+        return _only(scene).shape
+    if q == "Which of these shapes is in the image?":
+        return "shown"  # any listed shape the scene holds; the caller checks membership
     if q == "What word is written in the image?":
         return (scene.text or "").lower()
     return None
@@ -203,9 +214,17 @@ def test_instruct_mix_format_and_answers(toy: dict[str, Any]) -> None:
         for q, a in zip(conv[0::2], conv[1::2]):
             question, answer = q["value"].replace("<image>\n", ""), a["value"]
             if question.endswith(LETTER):  # multiple choice: the lettered option is the templated answer
-                first, *options = question.removesuffix(LETTER).split("\n")
-                chosen = dict(o.split(". ", 1) for o in options)[answer]
-                assert _oracle(first, scene) == chosen.lower(), (question, answer)
+                lines = question.removesuffix(LETTER).split("\n")
+                if lines[0].startswith("Context: "):  # a fact first, as ScienceQA's hints
+                    lines = lines[1:]
+                first, *options = lines
+                chosen = dict(o.split(". ", 1) for o in options)[answer].lower()
+                wanted = _oracle(first, scene)
+                if wanted == "shown":  # exactly one listed shape is in the scene: the answer
+                    listed = [o.split(". ", 1)[1].lower() for o in options]
+                    assert [x for x in listed if x in scene.shapes] == [chosen], (question, answer)
+                else:
+                    assert wanted == chosen, (question, answer)
             elif question.endswith(SUFFIX):
                 short += 1
                 assert len(answer.split()) <= 2 and answer[0].isupper()
@@ -346,3 +365,20 @@ def test_existence_probes_cannot_be_answered_from_the_shape_name(toy: dict[str, 
     assert sum(mixed.values()) > 0
     for shape in sc.SHAPES:
         assert abs(mixed[shape, "Yes"] - mixed[shape, "No"]) <= 3, (shape, mixed)
+
+
+def test_mix_options_leave_the_benchmarks_byte_identical(toy: dict[str, Any], tmp_path: Path) -> None:
+    """attribute_questions and choice_questions draw from a second generator: the benchmark files (the
+    test) are the same with them off, and only the mix gains turns (issue 27)."""
+    plain = replace(SPEC, attribute_questions=False, choice_questions=False)
+    generate_toy_world(tmp_path, plain)
+    on, off = toy["root"] / "benchmarks", tmp_path / "benchmarks"
+    files = sorted(p.relative_to(off) for p in off.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(on) for p in on.rglob("*") if p.is_file())
+    assert all((on / f).read_bytes() == (off / f).read_bytes() for f in files)
+
+    def lettered(root: Path) -> int:
+        records = _load(root / "llava_instruct" / "llava_v1_5_mix665k.json")
+        return sum(t["value"].endswith(LETTER) for r in records for t in r["conversations"])
+
+    assert lettered(toy["root"]) > lettered(tmp_path)

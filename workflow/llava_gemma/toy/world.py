@@ -77,6 +77,9 @@ class ToyWorldSpec:
     # VQA-style image, as VQAv2's and GQA's verify questions. Off by default until measured in the
     # whole toy study; the benchmark files are the same either way.
     attribute_questions: bool = False
+    # Issue 27: one more lettered multiple-choice turn per VQA-style image of any source (the default
+    # mix has one on COCO images only), from the same second generator. Off by default.
+    choice_questions: bool = False
 
 
 def _jpeg(scene: Scene, spec: ToyWorldSpec) -> bytes:
@@ -165,7 +168,7 @@ def _multiple_choice(qa: sc.QA, rng: random.Random) -> tuple[str, str] | None:
 
 def _image_conversations(
     root: str, scene: Scene, rng: random.Random, probes: sc.ExistenceProbes, extra: random.Random,
-    attribute_questions: bool = False,
+    attribute_questions: bool = False, choice_questions: bool = False,
 ) -> list[list[tuple[str, str]]]:
     """The conversations about one image: one multi-turn conversation, or (VQA style) one per question."""
     n = rng.randint(2, 4)
@@ -201,6 +204,8 @@ def _image_conversations(
             # benchmark file, stay as they were (issue 27).
             question, answer = formats.verify_question(scene, extra)
             pairs.insert(extra.randint(0, len(pairs)), (question + SHORT_ANSWER, answer))
+        if choice_questions:  # lettered, as A-OKVQA's turns; from the second generator (see above)
+            pairs.insert(extra.randint(0, len(pairs)), formats.multiple_choice(scene, extra))
         # One question per record, as VQAv2 and GQA list them (LLaVA-1.5 merges an image's questions
         # into one conversation). In a toy stage 2 of some 200 steps the merged form taught the look-up
         # far less: a 2B/CLIP cell scored toy POPE 0.58 with merged records and 0.86-0.89 with single
@@ -241,7 +246,8 @@ def _instruct(
             _, folder, draw = IMAGE_ROOTS[kind]
             rid = _unique(used, partial(draw, rng))  # ids are the file stems, as in the real mix
             image = f"{folder}{rid}.jpg"
-            conversations = _image_conversations(kind, scene, rng, probes, extra, spec.attribute_questions)
+            conversations = _image_conversations(kind, scene, rng, probes, extra, spec.attribute_questions,
+                                                 spec.choice_questions)
             for i, pairs in enumerate(conversations):  # a second record of an image gets a suffix
                 records.append({"id": rid if i == 0 else f"{rid}_{i}", "image": image,
                                 "conversations": _turns(pairs, image=True)})
