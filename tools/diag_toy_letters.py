@@ -16,25 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
-from llava_gemma.model.chat import END_OF_TURN
 from llava_gemma.toy import formats, lookup
+from llava_gemma.toy.curriculum import parse_phase, train_on_lookups
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from pretrain_toy_lms import SHAPES  # noqa: E402
-
-
-def parse_phase(text: str) -> tuple[int, dict[str, float]]:
-    steps, _, mix = text.partition(":")
-    shares = {k: float(v) for k, v in (part.split("=") for part in mix.split(",") if part)}
-    return int(steps), shares
 
 
 def _stem(question: str) -> str:
@@ -84,38 +76,17 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = build(args.init, args.shape, args.layers, tokenizer)
     phases = [parse_phase(p) for p in args.phases]
-    total = max(1, sum(s for s, _ in phases))
-    optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    warmup = max(1, min(20, total // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    rng, step, start, losses = random.Random(args.seed), 0, time.time(), []
+    start = time.time()
 
-    def report() -> None:
+    def report(step: int, losses: list[float]) -> None:
         row = {"step": step, "minutes": round((time.time() - start) / 60, 1),
                "loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 3)}
         for kind in args.eval_kinds:
             row[kind] = lookup.first_token_accuracy(model, tokenizer, kind, n=args.eval_n)
         print(json.dumps(row), flush=True)
 
-    model.train()
-    report()
-    for steps, mix in phases:
-        for _ in range(steps):
-            batch = lookup.encode_examples(tokenizer, lookup.draw_examples(rng, args.batch, mix), END_OF_TURN)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = lookup.answer_loss(logits, batch["labels"])
-            losses.append(loss.item())
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad()
-            step += 1
-            if step % args.eval_every == 0:
-                report()
-    if step % args.eval_every:
-        report()
+    train_on_lookups(model, tokenizer, phases, lr=args.lr, batch=args.batch, seed=args.seed, every=args.eval_every,
+                     on_eval=report)
     if args.breakdown:
         for kind in args.breakdown:
             by: dict[str, list[bool]] = {}

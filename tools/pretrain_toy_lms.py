@@ -16,6 +16,13 @@ formats (toy/formats.py) to the look-up and the attribute yes/no turns to the to
 (``lookup.CONTINUE_MIX``) instead of training new ones:
 
     python tools/pretrain_toy_lms.py --from models --out /tmp/toy-lms --steps 2500
+
+``--letters --from models`` continues them instead through the lettered-answer curriculum
+(``toy/curriculum.py``: look-up examples only, 8,000 steps, one thread per LM) and adds its scores to
+each folder's report and card; this is what turns the look-up LMs into ones that answer lettered
+questions with a letter, as Gemma-it does (issue 27):
+
+    python tools/pretrain_toy_lms.py --letters --from models --out models
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
+from llava_gemma.toy import curriculum
 from llava_gemma.toy.lookup import CONTINUE_MIX, FORMATS_MIX
 from llava_gemma.toy.pretrain import pretrain_toy_language_model
 from llava_gemma.toy.tokenizer import train_toy_tokenizer
@@ -72,12 +80,22 @@ def main() -> None:
                     help="add the benchmarks' answer formats to the look-up (toy/formats.py; issue 27, in progress)")
     ap.add_argument("--from", dest="start", type=Path,
                     help="continue the LMs in this folder (e.g. models) on the lettered formats, with their tokenizer")
+    ap.add_argument("--letters", action="store_true",
+                    help="with --from: continue through the lettered-answer curriculum (toy/curriculum.py)")
     ap.add_argument("--only", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--retokenize", nargs=2, metavar=("LM_FOLDER", "TOKENIZER_FOLDER"),
                     help="only move LM_FOLDER's embeddings to TOKENIZER_FOLDER's tokenizer (see retokenize)")
     args = ap.parse_args()
     if args.retokenize:
         print(json.dumps(retokenize(Path(args.retokenize[0]), Path(args.retokenize[1]))))
+        return
+    if args.letters:
+        if not args.start:
+            ap.error("--letters continues existing LMs: give --from FOLDER (e.g. --from models)")
+        with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
+            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed) for name in args.only}
+            for name, job in jobs.items():
+                print(name, json.dumps(job.result()), flush=True)
         return
     toy = yaml.safe_load((ROOT / "toy.yaml").read_text())["toy_world"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +137,45 @@ def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: in
         report["continued_from"] = str(start_from / name)
     (out / name / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+LETTERS_CARD = """
+## Lettered answers (issue 27)
+
+Then continued by `tools/pretrain_toy_lms.py --letters` through the lettered-answer curriculum
+(`toy/curriculum.py`, seed {seed}: {steps:,} steps of look-up questions only, from "which of these
+shapes is in the image?" toward full lettered questions, with attribute yes/no alongside), so that it
+answers "A. ... B. ... Answer with the option's letter" with a letter, as Gemma-it does. First answer
+token right on {n} unseen captions: lettered choice {choice:.2f} (a uniform guess over the 2-4
+options 0.39), which listed shape is shown {pick:.2f} (0.5), attribute yes/no {verify:.2f} (0.5),
+existence {existence:.2f} (0.5).
+"""
+
+
+def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_eval: int = 300) -> dict:
+    """Continue the LM in ``start`` through ``phases`` (one thread) and write it, its report and card to ``out``."""
+    import torch
+    from transformers import AutoTokenizer, GemmaForCausalLM
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    begin = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    model = GemmaForCausalLM.from_pretrained(start)
+    report = json.loads((start / "pretrain_report.json").read_text())
+    card = (start / "README.md").read_text().split("\n## Lettered answers")[0]
+    before = curriculum.scores(model, tokenizer, n_eval)
+    losses = curriculum.train_on_lookups(model, tokenizer, phases, seed=seed)
+    letters = {"seed": seed, "steps": sum(steps for steps, _ in phases), "phases": [list(p) for p in phases],
+               "n": n_eval, "before": before, **curriculum.scores(model, tokenizer, n_eval),
+               "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+               "wall_seconds": round(time.time() - begin, 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "pretrain_report.json").write_text(json.dumps(report | {"letters": letters}, indent=2) + "\n")
+    (out / "README.md").write_text(card.rstrip("\n") + "\n" + LETTERS_CARD.format(**letters))
+    return letters
 
 
 def retokenize(folder: Path, tokenizer_folder: Path) -> dict:
