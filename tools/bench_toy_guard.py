@@ -1,11 +1,17 @@
-"""Measure the workflow-test guard's cell (tests/test_workflow.py: test_a_toy_cell_sees_its_images) under seeds.
+"""Measure one toy cell seeing and blind under seeds: the workflow-test guard's cell, or one at the study's scale.
 
-The guard asserts margins: toy POPE above its chance rate and its blind control; issue 27 adds a
-lettered benchmark (toy MMVP) once the shipped LMs answer letters. This runs the guard's own config
-(``seeing_cell_config``, with MMVP added) once per seed, each in its own folder (about 1-3 minutes
-on 2 cores), and prints the figures a margin is chosen from:
+The guard (tests/test_workflow.py: test_a_toy_cell_sees_its_images) asserts margins: toy POPE and a
+lettered benchmark above their chance rates and their blind controls. This runs the guard's own config
+(``seeing_cell_config``) once per seed, each in its own folder (1-3 minutes on 2 cores), and prints the
+figures a margin is chosen from:
 
     python tools/bench_toy_guard.py --seeds 0 1 2 --work /tmp/toy-guard
+
+``--scale study`` keeps toy.yaml's toy world (the quick start's 2,000 conversations) instead of the
+guard's smaller one, and the other options change one thing each (issue 27's experiments), e.g.
+
+    python tools/bench_toy_guard.py --scale study --lm 2b=/path/to/lm --choice-questions --epochs 3 \
+        --benchmarks pope mme mmvp scienceqa_img gqa --work /tmp/cell-letters
 """
 
 from __future__ import annotations
@@ -22,26 +28,55 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_workflow import seeing_cell_config, snakemake  # noqa: E402
 
-CELL = "results/cells/2b_clip_skip"
-METRICS = {"pope": "split_mean/accuracy", "mmvp": "pair_accuracy", "mme": "perception"}
+METRICS = {"pope": "split_mean/accuracy", "mmvp": "pair_accuracy", "mme": "perception",
+           "scienceqa_img": "accuracy", "gqa": "accuracy"}
+BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seeing only
 
 
-def run(seed: int, work: Path, benchmarks: list[str], attribute_questions: bool) -> dict[str, float]:
-    folder = work / f"seed{seed}"
+def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
+    """The config of one seed's run and the cell's results folder."""
+    config = seeing_cell_config(seed, tuple(args.benchmarks))
+    config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
+    if args.scale == "study":  # toy.yaml's toy world, the guard's seeds
+        config["toy_world"] = yaml.safe_load((ROOT / "toy.yaml").read_text())["toy_world"] | {"seed": seed}
+        config["eval"]["benchmarks"] = {
+            name: yaml.safe_load((ROOT / "toy.yaml").read_text())["eval"]["benchmarks"][name]
+            for name in args.benchmarks}
+    for key in ("attribute_questions", "choice_questions"):
+        if getattr(args, key) is not None:
+            config["toy_world"][key] = getattr(args, key)
+    if args.epochs:
+        config["train"]["stage2"]["epochs"] = args.epochs
+    if args.lm:
+        name, _, folder = args.lm.partition("=")
+        config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
+    elif args.lm_level != "2b":
+        full = {f["factor"]: f["levels"] for f in yaml.safe_load((ROOT / "toy.yaml").read_text())["grid"]}
+        config["grid"][0]["levels"] = {args.lm_level: full["language_model"][args.lm_level]}
+    if args.connector == "pretrain":
+        config["grid"][2]["levels"] = {"pretrain": {"pretrain_connector": True}}
+    levels = [next(iter(f["levels"])) for f in config["grid"]]
+    return config, "results/cells/" + "_".join(levels)
+
+
+def run(seed: int, args: argparse.Namespace) -> dict[str, float]:
+    folder = args.work / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    config = seeing_cell_config(seed, tuple(benchmarks))
-    config["toy_world"]["attribute_questions"] = attribute_questions
+    config, cell = cell_config(seed, args)
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     start = time.time()
-    targets = [f"{CELL}/{kind}/{bench}/metrics.json" for bench in benchmarks for kind in ("eval", "eval_blind")]
+    blind = config["eval"]["blind_control"]
+    targets = [f"{cell}/eval/{b}/metrics.json" for b in args.benchmarks] + \
+        [f"{cell}/eval_blind/{b}/metrics.json" for b in blind]
     done = snakemake(folder, *targets)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     out: dict[str, float] = {"seed": seed, "minutes": round((time.time() - start) / 60, 1)}
-    for bench in benchmarks:
-        key = METRICS[bench]
+    for bench in args.benchmarks:
         for kind, label in (("eval", "seeing"), ("eval_blind", "blind")):
-            out[f"{bench}_{label}"] = json.loads((folder / CELL / kind / bench / "metrics.json").read_text())[key]
+            path = folder / cell / kind / bench / "metrics.json"
+            if path.is_file():
+                out[f"{bench}_{label}"] = round(json.loads(path.read_text())[METRICS[bench]], 3)
     return out
 
 
@@ -49,11 +84,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-guard"))
-    ap.add_argument("--benchmarks", nargs="+", default=["pope", "mmvp"], choices=list(METRICS))
-    ap.add_argument("--attribute-questions", action="store_true", help="the mix's attribute yes/no turns on")
+    ap.add_argument("--benchmarks", nargs="+", default=["pope", "scienceqa_img"], choices=list(METRICS))
+    ap.add_argument("--scale", choices=["guard", "study"], default="guard",
+                    help="the guard's smaller toy world, or toy.yaml's")
+    ap.add_argument("--attribute-questions", action=argparse.BooleanOptionalAction, default=None,
+                    help="the mix's attribute yes/no turns on or off (default: as in toy.yaml)")
+    ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,
+                    help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
+    ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
+    ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
+    ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
+    ap.add_argument("--connector", choices=["skip", "pretrain"], default="skip")
     args = ap.parse_args()
     for seed in args.seeds:
-        print(json.dumps(run(seed, args.work, args.benchmarks, args.attribute_questions)), flush=True)
+        print(json.dumps(run(seed, args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def main() -> None:
         if not args.start:
             ap.error("--letters continues existing LMs: give --from FOLDER (e.g. --from models)")
         with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
-            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed) for name in args.only}
+            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed, lr=LETTERS_LR[name])
+                    for name in args.only}
             for name, job in jobs.items():
                 print(name, json.dumps(job.result()), flush=True)
         return
@@ -139,20 +140,25 @@ def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: in
     return report
 
 
+# The curriculum's peak learning rate per LM: at 1e-3 the 7B lost its existence look-up (0.99 -> 0.46 in
+# 1,500 steps, lettered choice and pick at chance), at 5e-4 it did not (docs/toy-study.md).
+LETTERS_LR = {"toy-gemma-2b": 1e-3, "toy-gemma-7b": 5e-4}
+
 LETTERS_CARD = """
 ## Lettered answers (issue 27)
 
 Then continued by `tools/pretrain_toy_lms.py --letters` through the lettered-answer curriculum
-(`toy/curriculum.py`, seed {seed}: {steps:,} steps of look-up questions only, from "which of these
-shapes is in the image?" toward full lettered questions, with attribute yes/no alongside), so that it
-answers "A. ... B. ... Answer with the option's letter" with a letter, as Gemma-it does. First answer
-token right on {n} unseen captions: lettered choice {choice:.2f} (a uniform guess over the 2-4
-options 0.39), which listed shape is shown {pick:.2f} (0.5), attribute yes/no {verify:.2f} (0.5),
-existence {existence:.2f} (0.5).
+(`toy/curriculum.py`, seed {seed}: {steps:,} steps at a peak learning rate of {lr:g}, look-up
+questions only, from "which of these shapes is in the image?" toward full lettered questions, with
+attribute yes/no alongside), so that it answers "A. ... B. ... Answer with the option's letter" with
+a letter, as Gemma-it does. First answer token right on {n} unseen captions: lettered choice
+{choice:.2f} (a uniform guess over the 2-4 options 0.39), which listed shape is shown {pick:.2f}
+(0.5), attribute yes/no {verify:.2f} (0.5), existence {existence:.2f} (0.5).
 """
 
 
-def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_eval: int = 300) -> dict:
+def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_eval: int = 300,
+                lr: float = 1e-3) -> dict:
     """Continue the LM in ``start`` through ``phases`` (one thread) and write it, its report and card to ``out``."""
     import torch
     from transformers import AutoTokenizer, GemmaForCausalLM
@@ -165,8 +171,8 @@ def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_
     report = json.loads((start / "pretrain_report.json").read_text())
     card = (start / "README.md").read_text().split("\n## Lettered answers")[0]
     before = curriculum.scores(model, tokenizer, n_eval)
-    losses = curriculum.train_on_lookups(model, tokenizer, phases, seed=seed)
-    letters = {"seed": seed, "steps": sum(steps for steps, _ in phases), "phases": [list(p) for p in phases],
+    losses = curriculum.train_on_lookups(model, tokenizer, phases, lr=lr, seed=seed)
+    letters = {"seed": seed, "lr": lr, "steps": sum(steps for steps, _ in phases), "phases": [list(p) for p in phases],
                "n": n_eval, "before": before, **curriculum.scores(model, tokenizer, n_eval),
                "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
                "wall_seconds": round(time.time() - begin, 1)}
