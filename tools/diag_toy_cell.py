@@ -9,16 +9,22 @@ leading words, after any "Context:" line) the share scored right and the commone
 
 It tells apart a cell that does not see an attribute from one that sees it but cannot answer in the
 benchmark's format (issue 27): compare a lettered benchmark's kinds with the same kinds in GQA/VQAv2.
+``--held-out N`` first asks N fresh toy scenes (never a benchmark's) each kind of the mix's own
+lettered and yes/no questions (toy/formats.py): a validation set to choose settings on, so that the
+benchmarks stay the test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from llava_gemma.eval.run import load_cell, run_benchmark
+from llava_gemma.toy import formats
+from llava_gemma.toy import scenes as sc
 
 # The per-question score each benchmark writes into samples.jsonl.
 SCORE_KEYS = ("correct", "score", "accuracy")
@@ -49,16 +55,57 @@ def by_kind(records: list[dict], words: int = 3) -> dict[str, tuple[int, float, 
             for kind, rs in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
 
 
+def held_out_questions(n: int, kind: str, seed: int = 12345) -> list[tuple[object, str, str]]:
+    """``n`` fresh scenes, each with one question of ``kind`` (choice, pick or verify) and its answer."""
+    rng = random.Random(f"{seed}-{kind}")
+    out = []
+    for _ in range(n):
+        scene = sc.random_scene(rng)
+        question, answer = formats.format_example(kind, scene, rng)
+        out.append((scene, question, answer))
+    return out
+
+
+def held_out_accuracy(model, processor, n: int, kinds=("choice", "pick", "verify"), size: int = 96
+                      ) -> dict[str, tuple[float, list[tuple[str, int]]]]:
+    """kind -> (share whose first answer word is right, the commonest first words), greedy, batches of 50."""
+    import torch
+
+    processor.tokenizer.padding_side = "left"
+    result = {}
+    for kind in kinds:
+        items, first_words = held_out_questions(n, kind), []
+        for start in range(0, n, 50):
+            part = items[start:start + 50]
+            prompts = [processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+                add_generation_prompt=True, tokenize=False) for _, q, _ in part]
+            images = [sc.render(scene, size).convert("RGB") for scene, _, _ in part]
+            inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+            for text in processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True):
+                first_words.append((text.split() or [""])[0].rstrip("."))
+        right = sum(word == answer for word, (_, _, answer) in zip(first_words, items))
+        result[kind] = (right / n, Counter(first_words).most_common(4))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, help="a cell's model folder")
     ap.add_argument("--data", type=Path, default=Path("data/raw/benchmarks"), help="the benchmarks' root")
-    ap.add_argument("--benchmarks", nargs="+", default=["scienceqa_img", "mmvp"])
+    ap.add_argument("--benchmarks", nargs="*", default=["scienceqa_img", "mmvp"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/diag-cell"))
     ap.add_argument("--words", type=int, default=3, help="leading words that name a kind of question")
     ap.add_argument("--no-blind", action="store_true", help="skip the blank-image run")
+    ap.add_argument("--held-out", type=int, default=0, metavar="N",
+                    help="first score N fresh scenes per kind of the mix's lettered and yes/no questions")
     args = ap.parse_args()
     model, processor = load_cell(args.model, "cpu")
+    if args.held_out:
+        for kind, (right, words) in held_out_accuracy(model, processor, args.held_out).items():
+            print(f"held-out {kind:7s} n={args.held_out} right={right:.2f}  {words}")
     for bench in args.benchmarks:
         for blind in (False,) if args.no_blind else (False, True):
             out = args.work / ("blind" if blind else "seeing") / bench
