@@ -33,3 +33,17 @@ def test_by_kind_counts_shares_and_commonest_answers():
 def test_a_sample_without_a_score_is_an_error_that_names_its_keys():
     with pytest.raises(KeyError, match="prediction"):
         sample_score({"prompt": "q", "prediction": "A"})
+
+
+def test_colour_prior_counts_typical_answers_and_atypical_objects():
+    from diag_toy_cell import colour_prior
+
+    records = [  # a star's typical colour is yellow, a circle's red
+        {"prompt": "What color is the star?\nAnswer the question using a single word or phrase.",
+         "prediction": "Yellow", "target": ["yellow"] * 10, "score": 1.0},
+        {"prompt": "What color is the circle?", "prediction": "Red", "target": ["blue"] * 8 + ["red"] * 2,
+         "score": 0.0},
+        {"prompt": "What color is the circle?", "prediction": "Blue", "target": ["blue"] * 10, "score": 1.0},
+        {"prompt": "What color is the star?", "prediction": "Yellow", "target": "Yellow", "correct": True},  # GQA
+        {"prompt": "Is there a star?", "prediction": "Yes", "target": ["yes"] * 10, "score": 1.0}]
+    assert colour_prior(records) == (4, 3, 2, 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def by_kind(records: list[dict], words: int = 3) -> dict[str, tuple[int, float, 
     return {kind: (len(rs), sum(sample_score(r) for r in rs) / len(rs),
                    Counter(r["prediction"][:24] for r in rs).most_common(3))
             for kind, rs in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+
+def _majority(target: str | list[str]) -> str:
+    """The answer most annotators gave (VQAv2 lists ten; GQA and the others give one)."""
+    answers = target if isinstance(target, list) else [target]
+    return Counter(str(a).strip().lower() for a in answers).most_common(1)[0][0]
+
+
+def colour_prior(records: list[dict]) -> tuple[int, int, int, int]:
+    """Of "What color is the <shape>?" questions: how many, how many answered with the shape's typical
+    colour (toy/scenes.py TYPICAL_COLOR, worn 80% of the time), how many whose majority answer is another
+    colour, and how many of those were scored right (score 1: VQAv2's min(#matches / 3, 1))."""
+    asked = [(r, m[1]) for r in records if (m := re.match(r"What colou?r is the (\w+)\?", r["prompt"]))]
+    typical = sum(r["prediction"].strip().lower() == sc.TYPICAL_COLOR[shape] for r, shape in asked)
+    atypical = [r for r, shape in asked if _majority(r["target"]) != sc.TYPICAL_COLOR[shape]]
+    return len(asked), typical, len(atypical), sum(sample_score(r) >= 1.0 for r in atypical)
 
 
 def held_out_questions(n: int, kind: str, seed: int = 12345) -> list[tuple[object, str, str]]:
@@ -116,6 +133,10 @@ def main() -> None:
             print(f"\n{bench} ({'blind' if blind else 'seeing'}): {json.dumps(headline)}")
             for kind, (n, right, answers) in by_kind(records, args.words).items():
                 print(f"  {kind[:34]:34s} n={n:3d} right={right:.2f}  {answers}")
+            if bench in ("vqav2", "gqa"):
+                asked, typical, atypical, right = colour_prior(records)
+                print(f"  colour questions {asked}: answered with the shape's typical colour {typical}; "
+                      f"{atypical} whose object wears another colour, right {right}")
 
 
 if __name__ == "__main__":
