@@ -47,6 +47,8 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
             config["toy_world"][key] = getattr(args, key)
     if args.epochs:
         config["train"]["stage2"]["epochs"] = args.epochs
+    if args.lm_rate:
+        config["train"]["stage2"]["learning_rate"] = args.lm_rate
     if args.lm:
         name, _, folder = args.lm.partition("=")
         config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,
                     help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
     ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
+    ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
     ap.add_argument("--connector", choices=["skip", "pretrain"], default="skip")
