@@ -64,5 +64,5 @@ def test_letters_tool_writes_a_loadable_folder_with_its_report_and_one_card_sect
     # Continued again in place: the card keeps one "Lettered answers" section, with the new figures.
     letters_one(out, out, seed=1, phases=SHORT[:1], n_eval=8)
     card = (out / "README.md").read_text()
-    assert card.count("## Lettered answers") == 1 and "seed 1: 4 steps at a peak learning rate of 0.001" in card
+    assert card.count("## Lettered answers") == 1 and "seed 1: 4 steps at a peak learning rate of 0.0005" in card
     assert card.startswith((LM / "README.md").read_text().split("\n## Lettered")[0].rstrip("\n"))

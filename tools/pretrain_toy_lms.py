@@ -93,8 +93,7 @@ def main() -> None:
         if not args.start:
             ap.error("--letters continues existing LMs: give --from FOLDER (e.g. --from models)")
         with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
-            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed, lr=LETTERS_LR[name])
-                    for name in args.only}
+            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed) for name in args.only}
             for name, job in jobs.items():
                 print(name, json.dumps(job.result()), flush=True)
         return
@@ -140,10 +139,6 @@ def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: in
     return report
 
 
-# The curriculum's peak learning rate per LM: at 1e-3 the 7B lost its existence look-up (0.99 -> 0.46 in
-# 1,500 steps, lettered choice and pick at chance), at 5e-4 it did not (docs/toy-study.md).
-LETTERS_LR = {"toy-gemma-2b": 1e-3, "toy-gemma-7b": 5e-4}
-
 LETTERS_CARD = """
 ## Lettered answers (issue 27)
 
@@ -158,7 +153,7 @@ a letter, as Gemma-it does. First answer token right on {n} unseen captions: let
 
 
 def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_eval: int = 300,
-                lr: float = 1e-3) -> dict:
+                lr: float = curriculum.LETTERS_RATE) -> dict:
     """Continue the LM in ``start`` through ``phases`` (one thread) and write it, its report and card to ``out``."""
     import torch
     from transformers import AutoTokenizer, GemmaForCausalLM
