@@ -18,11 +18,11 @@ formats (toy/formats.py) to the look-up and the attribute yes/no turns to the to
     python tools/pretrain_toy_lms.py --from models --out /tmp/toy-lms --steps 2500
 
 ``--letters --from models`` continues them instead through the lettered-answer curriculum
-(``toy/curriculum.py``: look-up examples only, 8,000 steps, one thread per LM) and adds its scores to
-each folder's report and card; this is what turns the look-up LMs into ones that answer lettered
-questions with a letter, as Gemma-it does (issue 27):
+(``toy/curriculum.py``: look-up examples only, 8,000 steps at 5e-4, one thread per LM, about an hour for
+the 7B) and adds its scores to each folder's report and card, so that the LMs answer lettered questions
+with a letter, as Gemma-it does (issue 27; not yet the shipped LMs, see docs/toy-study.md):
 
-    python tools/pretrain_toy_lms.py --letters --from models --out models
+    python tools/pretrain_toy_lms.py --letters --from models --out /tmp/toy-lms-letters
 """
 
 from __future__ import annotations
