@@ -149,3 +149,19 @@ def test_a_hub_backbone_of_the_wrong_kind_is_one_sentence_where_it_is_first_read
                                                r"\(config.json model_type 'gemma'\), not a vision tower"):
         check_role(folder, "vision_tower", "the vision_tower of level 'clip'")
     assert check_role(folder, "language_model", "x") == "gemma"
+
+
+def test_the_letters_example_is_toy_yaml_but_for_its_three_changes():
+    """examples/toy-letters.yaml (issue 27) differs from toy.yaml in the LMs, two mix options and stage 2's
+    epochs only, so its study measures those changes and nothing else."""
+    toy, letters = load("toy.yaml"), load("examples/toy-letters.yaml")
+    validate_config(letters, "examples/toy-letters.yaml")
+    levels = letters["grid"][0]["levels"]
+    assert {k: v["language_model"]["local"] for k, v in levels.items()} == {
+        "2b": "models/toy-gemma-2b-letters", "7b": "models/toy-gemma-7b-letters"}
+    assert all((ROOT / v["language_model"]["local"] / "model.safetensors").is_file() for v in levels.values())
+    assert letters["toy_world"] == toy["toy_world"] | {"attribute_questions": True, "choice_questions": True}
+    assert letters["train"]["stage2"] == toy["train"]["stage2"] | {"epochs": 3}
+    letters["grid"][0], letters["toy_world"], letters["train"]["stage2"] = (
+        toy["grid"][0], toy["toy_world"], toy["train"]["stage2"])
+    assert letters == toy

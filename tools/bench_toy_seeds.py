@@ -8,7 +8,8 @@ the shipped toy LMs and towers stay, as Gemma and CLIP stay in the real study. E
 
     python tools/bench_toy_seeds.py --seeds 0 1 2 --work /tmp/toy-seeds
 
-A finished run stands in for a seed with ``--done SEED=FOLDER`` (e.g. ``--done 0=.`` for the quick
+``--config examples/toy-letters.yaml`` seeds another toy study instead of toy.yaml. A finished run
+stands in for a seed with ``--done SEED=FOLDER`` (e.g. ``--done 0=.`` for the quick
 start's own run of toy.yaml, whose toy world and training seed are seed 0's). It prints, per seed,
 each cell's seven Table 1 columns with the blind controls of POPE, MME perception and MMVP, the
 chance rates of MMVP (pairs) and ScienceQA-IMG, and the extremes the goals of issue 27 are read from.
@@ -32,10 +33,10 @@ BLIND = ["pope_acc", "mme_perception", "mmvp"]  # toy.yaml's eval.blind_control
 MMVP_PAIR_CHANCE = 0.25  # two options per question, both questions of a pair right
 
 
-def run_seed(seed: int, work: Path, cores: int) -> tuple[Path, float]:
+def run_seed(seed: int, work: Path, cores: int, base: Path = ROOT / "toy.yaml") -> tuple[Path, float]:
     folder = work / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((ROOT / "toy.yaml").read_text())
+    config = yaml.safe_load(base.read_text())
     config["toy_world"]["seed"] = seed
     config["train"]["seed"] = 42 + seed
     (folder / "toy.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -81,10 +82,12 @@ def main() -> None:
     ap.add_argument("--done", nargs="*", default=[], metavar="SEED=FOLDER", help="finished runs to read, not rerun")
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-seeds"))
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--config", type=Path, default=ROOT / "toy.yaml",
+                    help="the study to seed (default toy.yaml; e.g. examples/toy-letters.yaml)")
     args = ap.parse_args()
     folders = {int(s): Path(f) for s, f in (d.split("=", 1) for d in args.done)}
     for seed in args.seeds:
-        folder, minutes = run_seed(seed, args.work, args.cores)
+        folder, minutes = run_seed(seed, args.work, args.cores, args.config.resolve())
         folders[seed] = folder
         print(f"seed {seed}: {minutes:.1f} min", flush=True)
     tables = pd.concat([seed_table(seed, folders[seed]) for seed in sorted(folders)]).reset_index()
