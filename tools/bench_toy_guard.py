@@ -35,13 +35,12 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
+    toy = yaml.safe_load((ROOT / "toy.yaml").read_text())
     config = seeing_cell_config(seed, tuple(args.benchmarks))
     config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
-    if args.scale == "study":  # toy.yaml's toy world, the guard's seeds
-        config["toy_world"] = yaml.safe_load((ROOT / "toy.yaml").read_text())["toy_world"] | {"seed": seed}
-        config["eval"]["benchmarks"] = {
-            name: yaml.safe_load((ROOT / "toy.yaml").read_text())["eval"]["benchmarks"][name]
-            for name in args.benchmarks}
+    if args.scale == "study":  # toy.yaml's toy world and benchmark limits, the guard's seeds
+        config["toy_world"] = toy["toy_world"] | {"seed": seed}
+        config["eval"]["benchmarks"] = {name: toy["eval"]["benchmarks"][name] for name in args.benchmarks}
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
             config["toy_world"][key] = getattr(args, key)
@@ -53,7 +52,7 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
         name, _, folder = args.lm.partition("=")
         config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
     elif args.lm_level != "2b":
-        full = {f["factor"]: f["levels"] for f in yaml.safe_load((ROOT / "toy.yaml").read_text())["grid"]}
+        full = {f["factor"]: f["levels"] for f in toy["grid"]}
         config["grid"][0]["levels"] = {args.lm_level: full["language_model"][args.lm_level]}
     if args.connector == "pretrain":
         config["grid"][2]["levels"] = {"pretrain": {"pretrain_connector": True}}
