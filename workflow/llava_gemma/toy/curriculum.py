@@ -68,7 +68,7 @@ def train_on_lookups(model, tokenizer, phases: Sequence[Phase], *, lr: float = 1
     for steps, mix in phases:
         for _ in range(steps):
             encoded = lookup.encode_examples(tokenizer, lookup.draw_examples(rng, batch, mix), END_OF_TURN)
-            logits = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
+            logits = model(**lookup.model_inputs(model, tokenizer, encoded)).logits
             loss = lookup.answer_loss(logits, encoded["labels"])
             losses.append(loss.item())
             loss.backward()

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
-from llava_gemma.model.chat import END_OF_TURN, turn_prefix
+from llava_gemma.model.chat import END_OF_TURN, IMAGE_TOKEN, turn_prefix
 
 from . import formats
 from . import scenes as sc
+from .slots import N_SLOTS, embed_with_slots
 from .world import PRETRAIN_PROMPTS, SHORT_ANSWER
 
 IGNORE_INDEX = -100
@@ -39,6 +40,9 @@ class LookupExample:
     prompt: str  # everything before the answer (bos excluded)
     answer: str  # "Yes" / "No" / a colour / a shape / the caption, supervised with the turn's end
     caption: str  # the context the answer is read from
+    # Set for a slot example (``toy/slots.py``): the prompt holds IMAGE_TOKEN where the caption would,
+    # and the scene's 9 cell vectors stand there instead of the caption's words.
+    scene: sc.Scene | None = None
 
 
 def held_out(caption: str) -> bool:
@@ -55,47 +59,54 @@ def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present:
             return scene
 
 
-def existence_example(rng: random.Random, heldout: bool = False) -> LookupExample:
+def existence_example(rng: random.Random, heldout: bool = False, slots: bool = False) -> LookupExample:
     """A balanced existence question: the shape is uniform, present or absent by a fair coin."""
     shape, present = rng.choice(sc.SHAPES), rng.random() < 0.5
-    caption = sc.caption(_scene(rng, heldout, shape, present))
+    scene = _scene(rng, heldout, shape, present)
     answer = "Yes" if present else "No"
-    return _chat(caption, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer)
+    return _chat(scene, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer, slots)
 
 
-def attribute_example(rng: random.Random) -> LookupExample:
+def attribute_example(rng: random.Random, slots: bool = False) -> LookupExample:
     """A colour or shape question about a unique object of a random scene (answer in the caption)."""
     scene = _scene(rng, heldout=False)
     qa = sc.color_question(scene, rng) if rng.random() < 0.5 else sc.shape_question(scene, rng)
     if qa is None:
-        return existence_example(rng)
-    return _chat(sc.caption(scene), qa.question + SHORT_ANSWER, qa.answer)
+        return existence_example(rng, slots=slots)
+    return _chat(scene, qa.question + SHORT_ANSWER, qa.answer, slots)
 
 
-def describe_example(rng: random.Random) -> LookupExample:
+def describe_example(rng: random.Random, slots: bool = False) -> LookupExample:
     """Say again what the caption says, asked as the pretraining data asks for a caption.
 
     Stage 1 trains the connector alone to make the frozen LM write an image's caption. An LM that
     has learned to repeat a caption from its context gives the connector the shortest route:
     make the image tokens read like the caption's words, the same words look-up questions match.
     """
-    caption = sc.caption(_scene(rng, heldout=False))
+    scene = _scene(rng, heldout=False)
+    caption, context = sc.caption(scene), _context(scene, slots)
     prompt = rng.choice(PRETRAIN_PROMPTS)
     # Both orders occur in LLaVA's pretraining records (prompt before or after <image>).
-    user = f"{caption}\n{prompt}" if rng.random() < 0.5 else f"{prompt}\n{caption}"
-    return LookupExample(f"{turn_prefix('user')}{user}{END_OF_TURN}\n{turn_prefix('model')}", caption, caption)
+    user = f"{context}\n{prompt}" if rng.random() < 0.5 else f"{prompt}\n{context}"
+    return LookupExample(f"{turn_prefix('user')}{user}{END_OF_TURN}\n{turn_prefix('model')}", caption, caption,
+                         scene if slots else None)
 
 
-def _chat(caption: str, question: str, answer: str) -> LookupExample:
-    return LookupExample(f"{turn_prefix('user')}{caption}\n{question}{END_OF_TURN}\n{turn_prefix('model')}", answer,
-                         caption)
+def _context(scene: sc.Scene, slots: bool) -> str:
+    """What stands where ``<image>`` will: the caption, or the placeholder of the scene's slots."""
+    return IMAGE_TOKEN if slots else sc.caption(scene)
 
 
-def format_example(rng: random.Random, kind: str) -> LookupExample:
+def _chat(scene: sc.Scene, question: str, answer: str, slots: bool = False) -> LookupExample:
+    return LookupExample(f"{turn_prefix('user')}{_context(scene, slots)}\n{question}{END_OF_TURN}\n"
+                         f"{turn_prefix('model')}", answer, sc.caption(scene), scene if slots else None)
+
+
+def format_example(rng: random.Random, kind: str, slots: bool = False) -> LookupExample:
     """A lettered, attribute yes/no or one-word question about a caption (``toy/formats.py``)."""
     scene = _scene(rng, heldout=False)
     question, answer = formats.format_example(kind, scene, rng)
-    return _chat(sc.caption(scene), question, answer)
+    return _chat(scene, question, answer, slots)
 
 
 # Shares of each kind of example; existence questions take the rest (the shipped LMs' mix).
@@ -109,6 +120,9 @@ FORMATS_MIX = {"attribute": 0.1, "describe": 0.2, "choice": 0.25, "verify": 0.2,
 # full lettered questions. 2,500 steps of it took the shipped 2B's letters from 0.00 to 0.54 (pick 0.98,
 # existence 0.99, n=200); tools/diag_toy_letters.py and docs/toy-study.md (run G) have the curves.
 CONTINUE_MIX = {"pick": 0.2, "choice": 0.5, "verify": 0.1, "describe": 0.05}
+# A kind prefixed "slot_" (e.g. "slot_verify") asks the same question about the scene's slots
+# (toy/slots.py) instead of its caption.
+SLOT_PREFIX = "slot_"
 
 
 def draw_examples(rng: random.Random, n: int, mix: dict[str, float] | None = None) -> list[LookupExample]:
@@ -120,22 +134,39 @@ def draw_examples(rng: random.Random, n: int, mix: dict[str, float] | None = Non
                 kind = name
                 break
             u -= share
-        if kind == "existence":
-            out.append(existence_example(rng))
-        elif kind == "attribute":
-            out.append(attribute_example(rng))
-        elif kind == "describe":
-            out.append(describe_example(rng))
-        else:
-            out.append(format_example(rng, kind))
+        out.append(draw_example(rng, kind))
     return out
 
 
-def encode_examples(tokenizer, examples: list[LookupExample], end_token: str) -> dict[str, torch.Tensor]:
-    """Right-padded ids with labels on the answer and its end token only (see ``answer_loss``)."""
+def draw_example(rng: random.Random, kind: str) -> LookupExample:
+    """One example of ``kind``: existence, attribute, describe or a kind of ``toy/formats.py``, each
+    optionally ``SLOT_PREFIX``-ed."""
+    slots = kind.startswith(SLOT_PREFIX)
+    kind = kind.removeprefix(SLOT_PREFIX)
+    if kind == "existence":
+        return existence_example(rng, slots=slots)
+    if kind == "attribute":
+        return attribute_example(rng, slots)
+    if kind == "describe":
+        return describe_example(rng, slots)
+    return format_example(rng, kind, slots)
+
+
+def _prompt_ids(tokenizer, ex: LookupExample) -> list[int]:
+    """<bos> and the prompt's ids; a slot example's one IMAGE_TOKEN becomes the 9 slot placeholders."""
+    ids = [tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]
+    if ex.scene is None:
+        return ids
+    at = ids.index(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    return ids[:at] + ids[at:at + 1] * N_SLOTS + ids[at + 1:]
+
+
+def encode_examples(tokenizer, examples: list[LookupExample], end_token: str) -> dict:
+    """Right-padded ids with labels on the answer and its end token only (see ``answer_loss``), and
+    each example's scene for its slots ("scenes", None for a caption example; ``model_inputs``)."""
     rows, labels = [], []
     for ex in examples:
-        prompt = [tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]
+        prompt = _prompt_ids(tokenizer, ex)
         answer = tokenizer.encode(ex.answer + end_token, add_special_tokens=False)
         rows.append(prompt + answer)
         labels.append([IGNORE_INDEX] * len(prompt) + answer)
@@ -145,7 +176,17 @@ def encode_examples(tokenizer, examples: list[LookupExample], end_token: str) ->
         "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
         "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
         "labels": torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in labels]),
+        "scenes": [ex.scene for ex in examples],
     }
+
+
+def model_inputs(model, tokenizer, encoded: dict) -> dict[str, torch.Tensor]:
+    """The forward's keyword arguments: ids, or embeddings with the slots in place if any example has them."""
+    if all(scene is None for scene in encoded["scenes"]):
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    embeds = embed_with_slots(model, tokenizer, encoded["input_ids"], encoded["scenes"],
+                              tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    return {"inputs_embeds": embeds, "attention_mask": encoded["attention_mask"]}
 
 
 @torch.no_grad()
@@ -196,7 +237,7 @@ def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321
     right = 0
     for _ in range(n):
         scene = _scene(rng, heldout=True)
-        ex = _chat(sc.caption(scene), *formats.format_example(kind, scene, rng))
+        ex = _chat(scene, *formats.format_example(kind, scene, rng))
         ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]])
         out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end, pad_token_id=end)
         text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
@@ -208,20 +249,23 @@ def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321
 @torch.no_grad()
 def first_token_hits(model, tokenizer, kind: str, n: int = 300, seed: int = 54321) -> list[tuple[str, bool]]:
     """(question, whether the answer's first token is the argmax) for ``n`` held-out ``kind`` questions
-    (``existence`` or a kind of ``toy/formats.py``), in batches. Letters and "Yes"/"No" are one token
-    each, so for those formats this is the greedy answer's first token, at a fraction of
-    ``format_accuracy``'s cost."""
+    (``existence`` or a kind of ``toy/formats.py``, either ``SLOT_PREFIX``-ed), in batches. Letters and
+    "Yes"/"No" are one token each, so for those formats this is the greedy answer's first token, at a
+    fraction of ``format_accuracy``'s cost."""
     rng = random.Random(seed)
-    rows, targets, questions = [], [], []
+    slots = kind.startswith(SLOT_PREFIX)
+    kind = kind.removeprefix(SLOT_PREFIX)
+    examples, targets, questions = [], [], []
     for _ in range(n):
         if kind == "existence":
-            ex = existence_example(rng, heldout=True)
+            ex = existence_example(rng, heldout=True, slots=slots)
         else:
             scene = _scene(rng, heldout=True)
-            ex = _chat(sc.caption(scene), *formats.format_example(kind, scene, rng))
+            ex = _chat(scene, *formats.format_example(kind, scene, rng), slots)
         questions.append(ex.prompt.split("\n", 2)[2])
-        rows.append([tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)])
+        examples.append(ex)
         targets.append(tokenizer.encode(ex.answer, add_special_tokens=False)[0])
+    rows = [_prompt_ids(tokenizer, ex) for ex in examples]
     was_training = model.training
     model.eval()
     hits: list[bool] = []
@@ -230,7 +274,8 @@ def first_token_hits(model, tokenizer, kind: str, n: int = 300, seed: int = 5432
         width = max(map(len, chunk))
         ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in chunk])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk])
-        logits = model(input_ids=ids, attention_mask=mask).logits
+        encoded = {"input_ids": ids, "attention_mask": mask, "scenes": [ex.scene for ex in examples[start:start + 100]]}
+        logits = model(**model_inputs(model, tokenizer, encoded)).logits
         at = logits[torch.arange(len(chunk)), torch.tensor([len(r) - 1 for r in chunk])]
         hits += (at.argmax(-1) == torch.tensor(targets[start:start + 100])).tolist()
     model.train(was_training)

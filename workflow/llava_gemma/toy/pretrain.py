@@ -30,7 +30,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
     from llava_gemma.model.chat import END_OF_TURN
 
     from .formats import KINDS
-    from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy, format_accuracy
+    from .lookup import answer_loss, draw_examples, encode_examples, existence_accuracy, format_accuracy, model_inputs
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -68,7 +68,7 @@ def pretrain_toy_language_model(corpus: Path, tokenizer_dir: Path, out_dir: Path
         lm_losses.append(loss.item())
         if lookup_batch:
             batch = encode_examples(tokenizer, draw_examples(rng, lookup_batch, spec.get("lookup_mix")), END_OF_TURN)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(model, tokenizer, batch)).logits
             lookup_loss = answer_loss(logits, batch["labels"])
             lookup_losses.append(lookup_loss.item())
             loss = loss + lookup_loss
