@@ -49,15 +49,26 @@ def test_slots_are_the_sums_of_word_embeddings_and_the_rest_are_the_tokens(lm):
     assert torch.equal(embeds[others], table(ids[others]))
 
 
-def test_a_slot_example_asks_what_its_caption_example_asks_of_the_same_scene():
-    """The slot flag changes what stands in the context, never which scenes and questions are drawn."""
+def test_a_slot_example_asks_its_question_about_the_scene_in_its_slots():
+    """The placeholder stands where the caption would; the answer and the caption are the scene's."""
     for kind in ("existence", "attribute", "describe", "choice", "verify", "word"):
         plain = lookup.draw_example(random.Random(11), kind)
         slotted = lookup.draw_example(random.Random(11), lookup.SLOT_PREFIX + kind)
-        assert slotted.answer == plain.answer and slotted.caption == plain.caption
-        assert slotted.scene is not None and plain.scene is None
-        assert plain.caption in plain.prompt and IMAGE_TOKEN in slotted.prompt
-        assert slotted.prompt.replace(IMAGE_TOKEN, plain.caption) == plain.prompt
+        assert plain.scene is None and plain.caption in plain.prompt and IMAGE_TOKEN not in plain.prompt
+        assert slotted.scene is not None and slotted.caption == sc.caption(slotted.scene)
+        assert slotted.prompt.count(IMAGE_TOKEN) == 1 and slotted.caption not in slotted.prompt
+        lines = slotted.prompt.split("\n")  # <image> on a line of its own, first or second, as in the mix
+        assert lines[1] == IMAGE_TOKEN or lines[2].startswith(IMAGE_TOKEN)
+
+
+def test_slot_scenes_wear_free_colours():
+    """Half the objects of slot scenes are recoloured uniformly, so the typical colour is a poor guess."""
+    rng = random.Random(3)
+    objects = [o for _ in range(400) for o in lookup._scene(rng, heldout=False, slots=True).objects]
+    typical = sum(o.color == sc.TYPICAL_COLOR[o.shape] for o in objects) / len(objects)
+    expected = sc.TYPICAL_COLOR_PROB * (1 - lookup.FREE_COLOUR_PROB) + lookup.FREE_COLOUR_PROB / len(sc.COLORS) + \
+        (1 - sc.TYPICAL_COLOR_PROB) * (1 - lookup.FREE_COLOUR_PROB) / len(sc.COLORS)
+    assert abs(typical - expected) < 0.05
 
 
 def test_slots_pass_gradients_to_their_words_embeddings_only(lm):

@@ -19,6 +19,7 @@ shape) come in the same batches. One caption in ten is held out of pretraining a
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import zlib
 from dataclasses import dataclass
@@ -50,11 +51,25 @@ def held_out(caption: str) -> bool:
     return zlib.crc32(caption.encode()) % 10 == 0
 
 
-def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present: bool = True) -> sc.Scene:
+# Slot examples recolour each object with a uniform colour this often, so a shape's typical colour
+# (TYPICAL_COLOR_PROB) answers a colour question far less often than reading the slot does.
+FREE_COLOUR_PROB = 0.5
+
+
+def _free_colours(scene: sc.Scene, rng: random.Random) -> sc.Scene:
+    objects = [dataclasses.replace(o, color=rng.choice(tuple(sc.COLORS))) if rng.random() < FREE_COLOUR_PROB else o
+               for o in scene.objects]
+    return dataclasses.replace(scene, objects=objects)
+
+
+def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present: bool = True,
+           slots: bool = False) -> sc.Scene:
     """A random scene as the toy world draws them, from the training or the held-out captions,
-    holding ``shape`` (or not) if one is named."""
+    holding ``shape`` (or not) if one is named; for a slot example with freer colours."""
     while True:
         scene = sc.random_scene(rng)
+        if slots:
+            scene = _free_colours(scene, rng)
         if held_out(sc.caption(scene)) == heldout and (shape is None or (shape in scene.shapes) == present):
             return scene
 
@@ -62,14 +77,14 @@ def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present:
 def existence_example(rng: random.Random, heldout: bool = False, slots: bool = False) -> LookupExample:
     """A balanced existence question: the shape is uniform, present or absent by a fair coin."""
     shape, present = rng.choice(sc.SHAPES), rng.random() < 0.5
-    scene = _scene(rng, heldout, shape, present)
+    scene = _scene(rng, heldout, shape, present, slots)
     answer = "Yes" if present else "No"
     return _chat(scene, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer, slots)
 
 
 def attribute_example(rng: random.Random, slots: bool = False) -> LookupExample:
     """A colour or shape question about a unique object of a random scene (answer in the caption)."""
-    scene = _scene(rng, heldout=False)
+    scene = _scene(rng, heldout=False, slots=slots)
     qa = sc.color_question(scene, rng) if rng.random() < 0.5 else sc.shape_question(scene, rng)
     if qa is None:
         return existence_example(rng, slots=slots)
@@ -83,7 +98,7 @@ def describe_example(rng: random.Random, slots: bool = False) -> LookupExample:
     has learned to repeat a caption from its context gives the connector the shortest route:
     make the image tokens read like the caption's words, the same words look-up questions match.
     """
-    scene = _scene(rng, heldout=False)
+    scene = _scene(rng, heldout=False, slots=slots)
     caption, context = sc.caption(scene), _context(scene, slots)
     prompt = rng.choice(PRETRAIN_PROMPTS)
     # Both orders occur in LLaVA's pretraining records (prompt before or after <image>).
@@ -104,7 +119,7 @@ def _chat(scene: sc.Scene, question: str, answer: str, slots: bool = False) -> L
 
 def format_example(rng: random.Random, kind: str, slots: bool = False) -> LookupExample:
     """A lettered, attribute yes/no or one-word question about a caption (``toy/formats.py``)."""
-    scene = _scene(rng, heldout=False)
+    scene = _scene(rng, heldout=False, slots=slots)
     question, answer = formats.format_example(kind, scene, rng)
     return _chat(scene, question, answer, slots)
 
@@ -260,7 +275,7 @@ def first_token_hits(model, tokenizer, kind: str, n: int = 300, seed: int = 5432
         if kind == "existence":
             ex = existence_example(rng, heldout=True, slots=slots)
         else:
-            scene = _scene(rng, heldout=True)
+            scene = _scene(rng, heldout=True, slots=slots)
             ex = _chat(scene, *formats.format_example(kind, scene, rng), slots)
         questions.append(ex.prompt.split("\n", 2)[2])
         examples.append(ex)
