@@ -48,6 +48,8 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
         config["train"]["stage2"]["epochs"] = args.epochs
     if args.lm_rate:
         config["train"]["stage2"]["learning_rate"] = args.lm_rate
+    if args.stage1_epochs:
+        config["train"]["stage1"]["epochs"] = args.stage1_epochs
     if args.lm:
         name, _, folder = args.lm.partition("=")
         config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
@@ -93,6 +95,7 @@ def main() -> None:
     ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,
                     help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
     ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
+    ap.add_argument("--stage1-epochs", type=int, help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
     ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
