@@ -69,3 +69,42 @@ def presence_readout(tower_dir: str, seed: int = 7, per_shape: bool = False, n_t
         if per_shape:
             out[key + "_shapes"] = acc
     return out
+
+
+def attribute_readout(tower_dir: str, seed: int = 7, n_scenes: int = 3000, n_train_scenes: int = 2000) -> dict:
+    """Accuracy of a linear read-out of each object's colour, shape and size from the one patch of its cell.
+
+    A toy tower's 16 px patches are the scenes' grid cells, so an image token carries its cell's object
+    whole; whether the attribute is *in* that token is what this asks (the LM must still learn to read
+    it). Softmax read-outs fitted on the objects of the first ``n_train_scenes`` scenes, scored on the
+    rest; "colour_atypical" is the colour accuracy on objects not wearing their shape's typical colour.
+    """
+    torch.manual_seed(seed)
+    rng, spec = random.Random(seed), ToyWorldSpec(seed=0)
+    scenes = [sc.random_scene(rng) for _ in range(n_scenes)]
+    images = [Image.open(io.BytesIO(_jpeg(s, spec))).convert("RGB") for s in scenes]
+    _, feats = tower_features(tower_dir, images)
+    colours = list(sc.COLORS)
+    objects = [(i, o) for i, s in enumerate(scenes) for o in s.objects]
+    x = torch.stack([feats[i, o.cell] for i, o in objects])
+    train = torch.tensor([i < n_train_scenes for i, _ in objects])
+    atypical = torch.tensor([o.color != sc.TYPICAL_COLOR[o.shape] for _, o in objects])
+    x = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
+    out = {}
+    for name, labels, k in (("colour", [colours.index(o.color) for _, o in objects], len(colours)),
+                            ("shape", [sc.SHAPES.index(o.shape) for _, o in objects], len(sc.SHAPES)),
+                            ("size", [sc.SIZES.index(o.size) for _, o in objects], len(sc.SIZES))):
+        y = torch.tensor(labels)
+        read = torch.nn.Linear(x.shape[1], k)
+        optim = torch.optim.Adam(read.parameters(), lr=1e-2)
+        for _ in range(500):
+            loss = torch.nn.functional.cross_entropy(read(x[train]), y[train]) + 1e-4 * read.weight.pow(2).sum()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        with torch.no_grad():
+            right = (read(x[~train]).argmax(1) == y[~train]).float()
+        out[name] = right.mean().item()
+        if name == "colour":
+            out["colour_atypical"] = right[atypical[~train]].mean().item()
+    return out
