@@ -1,4 +1,4 @@
-"""Measure one toy cell seeing and blind under seeds: the workflow-test guard's cell, or one at the study's scale.
+"""Measure one toy cell seeing and blind under seeds: the workflow-test guard's cell, or one changed by options.
 
 The guard (tests/test_workflow.py: test_a_toy_cell_sees_its_images) asserts margins: toy POPE and a
 lettered benchmark above their chance rates and their blind controls. This runs the guard's own config
@@ -7,8 +7,10 @@ figures a margin is chosen from:
 
     python tools/bench_toy_guard.py --seeds 0 1 2 --work /tmp/toy-guard
 
-``--scale study`` keeps toy.yaml's toy world (the quick start's 2,000 conversations) instead of the
-guard's smaller one, and the other options change one thing each (issue 27's experiments), e.g.
+The guard's cell lives in toy.yaml's toy world (the quick start's 2,000 conversations); ``--scale study``
+says the same (it was the larger of two worlds before issue 27) and ``--scale small`` is the guard's
+world before it (1,000 conversations). The other options change one thing each (issue 27's
+experiments), e.g.
 
     python tools/bench_toy_guard.py --scale study --lm 2b=/path/to/lm --choice-questions --epochs 3 \
         --benchmarks pope mme mmvp scienceqa_img gqa --work /tmp/cell-letters
@@ -36,11 +38,8 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
     toy = yaml.safe_load((ROOT / "toy.yaml").read_text())
-    config = seeing_cell_config(seed, tuple(args.benchmarks))
+    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small")
     config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
-    if args.scale == "study":  # toy.yaml's toy world and benchmark limits, the guard's seeds
-        config["toy_world"] = toy["toy_world"] | {"seed": seed}
-        config["eval"]["benchmarks"] = {name: toy["eval"]["benchmarks"][name] for name in args.benchmarks}
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
             config["toy_world"][key] = getattr(args, key)
@@ -88,8 +87,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-guard"))
     ap.add_argument("--benchmarks", nargs="+", default=["pope", "scienceqa_img"], choices=list(METRICS))
-    ap.add_argument("--scale", choices=["guard", "study"], default="guard",
-                    help="the guard's smaller toy world, or toy.yaml's")
+    ap.add_argument("--scale", choices=["guard", "study", "small"], default="guard",
+                    help="toy.yaml's toy world (guard and study alike) or the guard's before issue 27 (small)")
     ap.add_argument("--attribute-questions", action=argparse.BooleanOptionalAction, default=None,
                     help="the mix's attribute yes/no turns on or off (default: as in toy.yaml)")
     ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,

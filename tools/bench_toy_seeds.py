@@ -8,7 +8,7 @@ the shipped toy LMs and towers stay, as Gemma and CLIP stay in the real study. E
 
     python tools/bench_toy_seeds.py --seeds 0 1 2 --work /tmp/toy-seeds
 
-``--config examples/toy-letters.yaml`` seeds another toy study instead of toy.yaml. A finished run
+``--config examples/toy-before-letters.yaml`` seeds another toy study instead of toy.yaml. A finished run
 stands in for a seed with ``--done SEED=FOLDER`` (e.g. ``--done 0=.`` for the quick
 start's own run of toy.yaml, whose toy world and training seed are seed 0's). It prints, per seed,
 each cell's seven Table 1 columns with the blind controls of POPE, MME perception and MMVP, the
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-seeds"))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", type=Path, default=ROOT / "toy.yaml",
-                    help="the study to seed (default toy.yaml; e.g. examples/toy-letters.yaml)")
+                    help="the study to seed (default toy.yaml; e.g. examples/toy-before-letters.yaml)")
     args = ap.parse_args()
     folders = {int(s): Path(f) for s, f in (d.split("=", 1) for d in args.done)}
     for seed in args.seeds:
