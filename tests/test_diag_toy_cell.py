@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from diag_toy_cell import by_kind, question_kind, sample_score  # noqa: E402
+from diag_toy_cell import by_kind, question_kind, sample_score
 
 
 def test_question_kind_skips_a_scienceqa_context_line():

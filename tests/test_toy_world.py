@@ -16,8 +16,8 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from itertools import combinations
 from dataclasses import replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 

@@ -108,7 +108,8 @@ def test_a_toy_cell_sees_its_images(tmp_path):
     (a shape's typical colour), and a cell without its image scores its blind control exactly."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(seeing_cell_config()))
     cell = "results/cells/2b_clip_skip"
-    targets = [f"{cell}/{kind}/{bench}/metrics.json" for kind in ("eval", "eval_blind") for bench in ("pope", "scienceqa_img")]
+    targets = [f"{cell}/{kind}/{bench}/metrics.json"
+               for kind in ("eval", "eval_blind") for bench in ("pope", "scienceqa_img")]
     done = snakemake(tmp_path, *targets)
     assert done.returncode == 0, done.stderr[-3000:]
 

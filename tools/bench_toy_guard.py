@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,
                     help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
     ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
-    ap.add_argument("--stage1-epochs", type=int, help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
+    ap.add_argument("--stage1-epochs", type=int,
+                    help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
     ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")

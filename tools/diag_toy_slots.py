@@ -19,11 +19,10 @@ import random
 from pathlib import Path
 
 import torch
-from PIL import Image
-
 from llava_gemma.toy import lookup, slots
 from llava_gemma.toy import scenes as sc
 from llava_gemma.toy.world import ToyWorldSpec, _jpeg
+from PIL import Image
 
 TYPES = (("large or small", "size"), ("left or on the right", "left/right"), ("Where is", "where"),
          ("How many", "count"), ("What color", "colour"), ("What shape", "shape"), ("word", "word"),
