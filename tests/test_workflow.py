@@ -70,13 +70,13 @@ def test_reduced_toy_study_runs_to_table1_and_then_has_nothing_to_do(reduced_stu
 
 
 def seeing_cell_config(seed: int = 0, benchmarks: tuple[str, ...] = ("pope", "scienceqa_img"),
-                       small: bool = False) -> dict:
+                       small: bool = False, base: Path = ROOT / "toy.yaml") -> dict:
     """One toy cell (2B, CLIP, no stage 1) of toy.yaml, in toy.yaml's toy world, evaluated on ``benchmarks``
     with and without its images. ``seed`` moves the toy world and the training seed
     (tools/bench_toy_guard.py measures the guard's margins with it). ``small`` is the guard's world before
     issue 27 (1,000 conversations, fewer benchmark questions), where a cell of the letters LMs scored toy
-    POPE 0.58-0.67: they need the quick start's 2,000."""
-    cfg = yaml.safe_load((ROOT / "toy.yaml").read_text())
+    POPE 0.58-0.67: they need the quick start's 2,000. ``base`` is the toy study the cell is taken from."""
+    cfg = yaml.safe_load(base.read_text())
     grid = {f["factor"]: f["levels"] for f in cfg["grid"]}
     keep = {"language_model": "2b", "vision_tower": "clip", "connector": "skip"}
     cfg["grid"] = [{"factor": name, "levels": {keep[name]: grid[name][keep[name]]}} for name in keep]

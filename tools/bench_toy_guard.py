@@ -10,7 +10,8 @@ figures a margin is chosen from:
 The guard's cell lives in toy.yaml's toy world (the quick start's 2,000 conversations); ``--scale study``
 says the same (it was the larger of two worlds before issue 27) and ``--scale small`` is the guard's
 world before it (1,000 conversations). The other options change one thing each (issue 27's
-experiments), e.g.
+experiments), e.g. ``--config examples/toy-before-letters.yaml --scale small`` repeats the guard of before
+issue 27, and
 
     python tools/bench_toy_guard.py --scale study --lm 2b=/path/to/lm --choice-questions --epochs 3 \
         --benchmarks pope mme mmvp scienceqa_img gqa --work /tmp/cell-letters
@@ -37,8 +38,8 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
-    toy = yaml.safe_load((ROOT / "toy.yaml").read_text())
-    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small")
+    toy = yaml.safe_load(args.config.read_text())
+    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=args.config)
     config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-guard"))
     ap.add_argument("--benchmarks", nargs="+", default=["pope", "scienceqa_img"], choices=list(METRICS))
+    ap.add_argument("--config", type=Path, default=ROOT / "toy.yaml",
+                    help="the toy study the cell is taken from (e.g. examples/toy-before-letters.yaml)")
     ap.add_argument("--scale", choices=["guard", "study", "small"], default="guard",
                     help="toy.yaml's toy world (guard and study alike) or the guard's before issue 27 (small)")
     ap.add_argument("--attribute-questions", action=argparse.BooleanOptionalAction, default=None,
