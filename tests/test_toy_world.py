@@ -382,3 +382,25 @@ def test_mix_options_leave_the_benchmarks_byte_identical(toy: dict[str, Any], tm
         return sum(t["value"].endswith(LETTER) for r in records for t in r["conversations"])
 
     assert lettered(toy["root"]) > lettered(tmp_path)
+
+
+def test_free_colours_recolour_training_scenes_only(toy: dict[str, Any], tmp_path: Path) -> None:
+    """free_colours (an issue-27 experiment) draws from a third generator: the benchmark files stay the
+    same, the pretraining captions wear atypical colours far more often, and the shapes stay put."""
+    generate_toy_world(tmp_path, replace(SPEC, free_colours=0.5))
+    on, off = tmp_path / "benchmarks", toy["root"] / "benchmarks"
+    files = sorted(p.relative_to(off) for p in off.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(on) for p in on.rglob("*") if p.is_file())
+    assert all((on / f).read_bytes() == (off / f).read_bytes() for f in files)
+
+    def captions(root: Path) -> list[str]:
+        return [r["conversations"][1]["value"] for r in _load(root / "llava_pretrain" / "chat.json")]
+
+    def typical_share(texts: list[str]) -> float:
+        pairs = re.findall(r"(\w+) (" + "|".join(sc.SHAPES) + r")\b", " ".join(texts))
+        return sum(sc.TYPICAL_COLOR[shape] == colour for colour, shape in pairs) / len(pairs)
+
+    plain, free = captions(toy["root"]), captions(tmp_path)
+    assert typical_share(plain) > 0.7 and typical_share(free) < 0.6
+    strip = [re.sub(r"\b(" + "|".join(sc.COLORS) + r") ", "", c) for c in plain]
+    assert strip == [re.sub(r"\b(" + "|".join(sc.COLORS) + r") ", "", c) for c in free]

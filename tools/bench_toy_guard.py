@@ -44,6 +44,8 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
             config["toy_world"][key] = getattr(args, key)
+    if args.free_colours is not None:
+        config["toy_world"]["free_colours"] = args.free_colours
     if args.epochs:
         config["train"]["stage2"]["epochs"] = args.epochs
     if args.lm_rate:
@@ -96,6 +98,8 @@ def main() -> None:
                     help="the mix's attribute yes/no turns on or off (default: as in toy.yaml)")
     ap.add_argument("--choice-questions", action=argparse.BooleanOptionalAction, default=None,
                     help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
+    ap.add_argument("--free-colours", type=float,
+                    help="share of training objects recoloured uniformly (toy_world.free_colours; default 0)")
     ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
     ap.add_argument("--stage1-epochs", type=int,
                     help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")

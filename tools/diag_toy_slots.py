@@ -50,7 +50,7 @@ def connector_against_slots(model, processor, n_scenes: int = 300, seed: int = 5
     """Mean cosine of the connector's output and the slot vector at each object's cell, and how often the
     colour/size/shape word whose embedding has the largest dot product with the output is the object's."""
     rng, spec, tokenizer = random.Random(seed), ToyWorldSpec(seed=0), processor.tokenizer
-    scenes = [lookup._free_colours(sc.random_scene(rng), rng) for _ in range(n_scenes)]
+    scenes = [sc.recolour(sc.random_scene(rng), rng, lookup.FREE_COLOUR_PROB) for _ in range(n_scenes)]
     images = [Image.open(io.BytesIO(_jpeg(s, spec))).convert("RGB") for s in scenes]
     pixels = processor.image_processor(images, return_tensors="pt").pixel_values
     feats = model.get_image_features(pixel_values=pixels, vision_feature_layer=model.config.vision_feature_layer,

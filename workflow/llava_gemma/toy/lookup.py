@@ -19,7 +19,6 @@ shape) come in the same batches. One caption in ten is held out of pretraining a
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import zlib
 from dataclasses import dataclass
@@ -56,12 +55,6 @@ def held_out(caption: str) -> bool:
 FREE_COLOUR_PROB = 0.5
 
 
-def _free_colours(scene: sc.Scene, rng: random.Random) -> sc.Scene:
-    objects = [dataclasses.replace(o, color=rng.choice(tuple(sc.COLORS))) if rng.random() < FREE_COLOUR_PROB else o
-               for o in scene.objects]
-    return dataclasses.replace(scene, objects=objects)
-
-
 def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present: bool = True,
            slots: bool = False) -> sc.Scene:
     """A random scene as the toy world draws them, from the training or the held-out captions,
@@ -69,7 +62,7 @@ def _scene(rng: random.Random, heldout: bool, shape: str | None = None, present:
     while True:
         scene = sc.random_scene(rng)
         if slots:
-            scene = _free_colours(scene, rng)
+            scene = sc.recolour(scene, rng, FREE_COLOUR_PROB)
         if held_out(sc.caption(scene)) == heldout and (shape is None or (shape in scene.shapes) == present):
             return scene
 

@@ -7,7 +7,7 @@ question/answer pairs and benchmark labels are correct by construction.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Self
 
@@ -111,6 +111,12 @@ def _pick_shape(rng: random.Random, chosen: list[str]) -> str:
     if chosen and rng.random() < PARTNER_PROB:
         return PARTNER[rng.choice(chosen)]
     return rng.choices(SHAPES, weights=list(SHAPE_WEIGHTS.values()))[0]
+
+
+def recolour(scene: Scene, rng: random.Random, share: float) -> Scene:
+    """The scene with each object, with probability ``share``, wearing a uniformly drawn colour instead."""
+    objects = [replace(o, color=rng.choice(tuple(COLORS))) if rng.random() < share else o for o in scene.objects]
+    return replace(scene, objects=objects)
 
 
 def _pick_color(rng: random.Random, shape: str) -> str:

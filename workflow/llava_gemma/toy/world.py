@@ -8,6 +8,7 @@ in a fixed order, so a spec always yields byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -80,6 +81,11 @@ class ToyWorldSpec:
     # Issue 27: one more lettered multiple-choice turn per VQA-style image of any source (the default
     # mix has one on COCO images only), from the same second generator. Off by default.
     choice_questions: bool = False
+    # Issue 27 experiment: the share of training objects (pretraining and mix images) recoloured with a
+    # uniform colour, drawn from a third generator. With 0.8 typical colours a caption's colour is
+    # predictable from its shape, so stage 1 teaches the connector size but not colour
+    # (docs/toy-study.md, fourth step). Benchmark scenes keep the world's colours; 0 changes nothing.
+    free_colours: float = 0.0
 
 
 def _jpeg(scene: Scene, spec: ToyWorldSpec) -> bytes:
@@ -120,13 +126,31 @@ def _fresh_scene(rng: random.Random, seen: set[tuple[object, ...]], **kw: Any) -
     return scene
 
 
-def _pretrain(root: Path, spec: ToyWorldSpec, rng: random.Random, train: list[Scene]) -> list[str]:
+class _Recolour:
+    """``spec.free_colours`` for training scenes, from its own generator. A recoloured scene never takes
+    the content of a benchmark scene (``avoid``): it is drawn again, or left as it was."""
+
+    def __init__(self, spec: ToyWorldSpec, avoid: frozenset = frozenset()) -> None:
+        self.share, self.avoid = spec.free_colours, avoid
+        self.rng = random.Random(f"toy-colours-{spec.seed}")
+
+    def __call__(self, scene: Scene) -> Scene:
+        if not self.share:
+            return scene
+        for _ in range(100):
+            if (new := sc.recolour(scene, self.rng, self.share)).signature() not in self.avoid:
+                return new
+        return scene
+
+
+def _pretrain(root: Path, spec: ToyWorldSpec, rng: random.Random, train: list[Scene], recolour: _Recolour
+              ) -> list[str]:
     records, lines, used = list[dict[str, Any]](), list[str](), set[str]()
     out = root / "llava_pretrain"
     out.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out / "images.zip", "w", zipfile.ZIP_STORED) as zf:
         for _ in range(spec.n_pretrain):
-            scene = sc.random_scene(rng)
+            scene = recolour(sc.random_scene(rng))
             train.append(scene)
             rid = "GCC_train_" + _unique(used, lambda: f"{rng.randrange(3_318_333):09d}")
             prompt, cap = rng.choice(PRETRAIN_PROMPTS), sc.caption(scene)
@@ -220,7 +244,7 @@ def _image_conversations(
 
 
 def _instruct(
-    root: Path, spec: ToyWorldSpec, rng: random.Random, train: list[Scene]
+    root: Path, spec: ToyWorldSpec, rng: random.Random, train: list[Scene], recolour: _Recolour
 ) -> tuple[list[str], int]:
     n_text = round(spec.n_instruct * spec.text_only_fraction)
     weights = [w for w, _, _ in IMAGE_ROOTS.values()]
@@ -241,7 +265,7 @@ def _instruct(
             chats.add(repr(pairs))
             records.append({"id": rid, "conversations": _turns(pairs, image=False)})
         else:
-            scene = sc.random_scene(rng, text=True if kind in ("ocr_vqa", "textvqa") else None)
+            scene = recolour(sc.random_scene(rng, text=True if kind in ("ocr_vqa", "textvqa") else None))
             train.append(scene)
             _, folder, draw = IMAGE_ROOTS[kind]
             rid = _unique(used, partial(draw, rng))  # ids are the file stems, as in the real mix
@@ -417,19 +441,46 @@ def _statements() -> list[str]:
 
 
 def generate_toy_world(root: Path | str, spec: ToyWorldSpec) -> dict[str, int]:
-    """Write the toy world under ``root`` (normally ``data/raw``) and return what was written."""
+    """Write the toy world under ``root`` (normally ``data/raw``) and return what was written.
+
+    With ``free_colours`` the benchmarks stay byte-identical to the default world's: a recoloured scene
+    changes which questions its records draw, so the default world is first generated in a scratch
+    folder (a few seconds at the toy sizes) for the generator's state after its training data and for
+    the benchmark scenes, which the recoloured training scenes then keep clear of."""
     root = Path(root)
+    if not spec.free_colours:
+        return _generate(root, spec, _Recolour(spec))[0]
+    import tempfile
+
+    default_spec = dataclasses.replace(spec, free_colours=0.0)
+    with tempfile.TemporaryDirectory() as scratch:
+        _, after_training, everything = _generate(Path(scratch), default_spec, _Recolour(default_spec))
+    benchmark_scenes = frozenset(everything - after_training[1])  # (state, training signatures, scenes)
+    return _generate(root, spec, _Recolour(spec, benchmark_scenes), benchmarks_from=after_training)[0]
+
+
+def _generate(root: Path, spec: ToyWorldSpec, recolour: _Recolour,
+              benchmarks_from: tuple | None = None) -> tuple[dict[str, int], tuple, set[Any]]:
+    """(what was written, (the generator's state, the training scenes' signatures, the training scenes)
+    after the training data, every signature used). ``benchmarks_from`` draws the benchmarks from another
+    such triple instead: its state, clear of its scenes, POPE's negatives counted over its scenes.
+
+    A recoloured record draws other questions, so the training scenes after it are other draws too."""
     rng = random.Random(spec.seed)
     train: list[Scene] = []
-    corpus = _pretrain(root, spec, rng, train)
-    instruct_lines, n_text, n_records = _instruct(root, spec, rng, train)
+    corpus = _pretrain(root, spec, rng, train, recolour)
+    instruct_lines, n_text, n_records = _instruct(root, spec, rng, train, recolour)
+    seen = {scene.signature() for scene in train}
+    after_training = (rng.getstate(), set(seen), list(train))
+    if benchmarks_from is not None:
+        rng.setstate(benchmarks_from[0])
+        seen, train = set(benchmarks_from[1]), benchmarks_from[2]
     # Benchmark text stays out of the corpus: the tiny LMs pretrain on training-side text only.
     corpus += instruct_lines + [f"{q} {a}" for q, a in FACTS] + _statements()
-    seen = {scene.signature() for scene in train}
     n_pope = _pope(root, spec, rng, train, seen)
     n_gqa, n_gqa_images = _gqa(root, spec, rng, seen)
     _write(root / "toy_text" / "corpus.txt", ("\n".join(corpus) + "\n").encode())
-    return {
+    counts = {
         "pretrain": spec.n_pretrain, "instruct": n_records, "instruct_text_only": n_text,
         "instruct_images": spec.n_instruct - n_text, "pope_images": spec.n_pope_images,
         "pope_questions_per_split": n_pope, "gqa_questions": n_gqa, "gqa_images": n_gqa_images,
@@ -438,3 +489,4 @@ def generate_toy_world(root: Path | str, spec: ToyWorldSpec) -> dict[str, int]:
                                                                   jpeg_quality=spec.jpeg_quality), seen),
         **add_spoiled_records(root),  # one record per kind the filter drops (toy/spoiled.py)
     }
+    return counts, after_training, seen
