@@ -9,6 +9,7 @@ asks the cell's LM, after stage 2, the same questions about true slots:
 
     python tools/diag_toy_slots.py --lm /tmp/lm-slots
     python tools/diag_toy_slots.py --cell results/cells/2b_clip_pretrain/model
+    python tools/diag_toy_slots.py --untrained /tmp/lm-slots models/toy-clip   # the connector at initialisation
 """
 
 from __future__ import annotations
@@ -81,9 +82,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lm", help="an LM folder")
     ap.add_argument("--cell", type=Path, help="a trained cell's model folder")
+    ap.add_argument("--untrained", nargs=2, metavar=("LM", "TOWER"),
+                    help="assemble a cell with a fresh connector (seed 0) and compare it with the slots only")
     ap.add_argument("-n", type=int, default=600, help="held-out questions per form")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.untrained:
+        from llava_gemma.model.assemble import assemble_llava
+
+        torch.manual_seed(0)
+        model, processor = assemble_llava(args.untrained[0], args.untrained[1], torch.float32)
+        print(" ".join(f"{k} {v:.3f}" for k, v in connector_against_slots(model, processor).items()))
+        return
     if args.lm:
         from transformers import AutoTokenizer, GemmaForCausalLM
 
