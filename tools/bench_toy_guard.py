@@ -52,6 +52,8 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
         config["train"]["stage2"]["learning_rate"] = args.lm_rate
     if args.stage1_epochs:
         config["train"]["stage1"]["epochs"] = args.stage1_epochs
+    if args.stage1_rate:
+        config["train"]["stage1"]["learning_rate"] = args.stage1_rate
     if args.lm:
         name, _, folder = args.lm.partition("=")
         config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
     ap.add_argument("--stage1-epochs", type=int,
                     help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
+    ap.add_argument("--stage1-rate", type=float, help="stage 1's learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
