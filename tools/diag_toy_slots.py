@@ -3,7 +3,7 @@
 Per type of one-word question (colour, size, left or right, where, count, shape, word), the share of
 held-out questions whose first answer token is right, asked about a caption and about the scene's
 slots (slot scenes wear free colours, so a shape's typical colour answers a colour question about
-0.56 of the time). With ``--cell`` it also compares the cell's connector outputs with the slots its
+0.475 of the time). With ``--cell`` it also compares the cell's connector outputs with the slots its
 own LM would read (mean cosine at the objects' cells, and the nearest colour/size/shape word), and
 asks the cell's LM, after stage 2, the same questions about true slots:
 
