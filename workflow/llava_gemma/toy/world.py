@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import formats
 from . import scenes as sc
@@ -82,9 +82,9 @@ class ToyWorldSpec:
     # mix has one on COCO images only), from the same second generator. Off by default.
     choice_questions: bool = False
     # Issue 27 experiment: the share of training objects (pretraining and mix images) recoloured with a
-    # uniform colour, drawn from a third generator. With 0.8 typical colours a caption's colour is
-    # predictable from its shape, so stage 1 teaches the connector size but not colour
-    # (docs/toy-study.md, fourth step). Benchmark scenes keep the world's colours; 0 changes nothing.
+    # uniform colour, drawn from a third generator, so a caption's colour is less predictable from its
+    # shape. At 0.5 it did not make a cell's connector carry colour (docs/toy-study.md, fourth step).
+    # Benchmark scenes keep the world's colours; 0 changes nothing.
     free_colours: float = 0.0
 
 
@@ -440,6 +440,14 @@ def _statements() -> list[str]:
     return [*lines, " ".join(w.capitalize() for w in words) + "."]
 
 
+class TrainingDraws(NamedTuple):
+    """Where the training data leave the world's generator: what the benchmarks are drawn from."""
+
+    state: Any  # random.Random.getstate()
+    signatures: set[Any]  # of the training scenes, which benchmark scenes keep clear of
+    scenes: list[Scene]  # POPE's popular and adversarial negatives are counted over them
+
+
 def generate_toy_world(root: Path | str, spec: ToyWorldSpec) -> dict[str, int]:
     """Write the toy world under ``root`` (normally ``data/raw``) and return what was written.
 
@@ -455,15 +463,14 @@ def generate_toy_world(root: Path | str, spec: ToyWorldSpec) -> dict[str, int]:
     default_spec = dataclasses.replace(spec, free_colours=0.0)
     with tempfile.TemporaryDirectory() as scratch:
         _, after_training, everything = _generate(Path(scratch), default_spec, _Recolour(default_spec))
-    benchmark_scenes = frozenset(everything - after_training[1])  # (state, training signatures, scenes)
+    benchmark_scenes = frozenset(everything - after_training.signatures)
     return _generate(root, spec, _Recolour(spec, benchmark_scenes), benchmarks_from=after_training)[0]
 
 
 def _generate(root: Path, spec: ToyWorldSpec, recolour: _Recolour,
-              benchmarks_from: tuple | None = None) -> tuple[dict[str, int], tuple, set[Any]]:
-    """(what was written, (the generator's state, the training scenes' signatures, the training scenes)
-    after the training data, every signature used). ``benchmarks_from`` draws the benchmarks from another
-    such triple instead: its state, clear of its scenes, POPE's negatives counted over its scenes.
+              benchmarks_from: TrainingDraws | None = None) -> tuple[dict[str, int], TrainingDraws, set[Any]]:
+    """(what was written, this world's ``TrainingDraws``, every signature used). ``benchmarks_from`` draws
+    the benchmarks from another world's ``TrainingDraws`` instead.
 
     A recoloured record draws other questions, so the training scenes after it are other draws too."""
     rng = random.Random(spec.seed)
@@ -471,10 +478,10 @@ def _generate(root: Path, spec: ToyWorldSpec, recolour: _Recolour,
     corpus = _pretrain(root, spec, rng, train, recolour)
     instruct_lines, n_text, n_records = _instruct(root, spec, rng, train, recolour)
     seen = {scene.signature() for scene in train}
-    after_training = (rng.getstate(), set(seen), list(train))
+    after_training = TrainingDraws(rng.getstate(), set(seen), list(train))
     if benchmarks_from is not None:
-        rng.setstate(benchmarks_from[0])
-        seen, train = set(benchmarks_from[1]), benchmarks_from[2]
+        rng.setstate(benchmarks_from.state)
+        seen, train = set(benchmarks_from.signatures), benchmarks_from.scenes
     # Benchmark text stays out of the corpus: the tiny LMs pretrain on training-side text only.
     corpus += instruct_lines + [f"{q} {a}" for q, a in FACTS] + _statements()
     n_pope = _pope(root, spec, rng, train, seen)
