@@ -152,7 +152,7 @@ def test_a_hub_backbone_of_the_wrong_kind_is_one_sentence_where_it_is_first_read
 
 
 def test_the_before_letters_example_is_toy_yaml_but_for_issue_27s_three_changes():
-    """toy.yaml took three changes together (issue 27): the letters LMs, two mix options and three epochs of
+    """toy.yaml took three changes together (issue 27): the letters LMs, two mix options and 2.5 epochs of
     stage 2. examples/toy-before-letters.yaml is the quick start without them and differs in nothing else,
     so comparing the two measures those changes alone."""
     toy, before = load("toy.yaml"), load("examples/toy-before-letters.yaml")
@@ -164,7 +164,7 @@ def test_the_before_letters_example_is_toy_yaml_but_for_issue_27s_three_changes(
         "2b": "models/toy-gemma-2b", "7b": "models/toy-gemma-7b"}
     assert all((ROOT / v["language_model"]["local"] / "model.safetensors").is_file() for v in levels.values())
     assert toy["toy_world"] == before["toy_world"] | {"attribute_questions": True, "choice_questions": True}
-    assert toy["train"]["stage2"] == before["train"]["stage2"] | {"epochs": 3}
+    assert toy["train"]["stage2"] == before["train"]["stage2"] | {"epochs": 2.5}
     toy["grid"][0], toy["toy_world"], toy["train"]["stage2"] = (
         before["grid"][0], before["toy_world"], before["train"]["stage2"])
     assert toy == before

@@ -29,7 +29,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_workflow import seeing_cell_config, snakemake  # noqa: E402
+from test_workflow import GUARD_STAGE2_EPOCHS, seeing_cell_config, snakemake  # noqa: E402
 
 METRICS = {"pope": "split_mean/accuracy", "mmvp": "pair_accuracy", "mme": "perception",
            "scienceqa_img": "accuracy", "gqa": "accuracy"}
@@ -39,15 +39,17 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
     toy = yaml.safe_load(args.config.read_text())
-    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=args.config)
+    guard = args.config.resolve() == (ROOT / "toy.yaml").resolve()  # the guard's own epochs, else the study's
+    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=args.config,
+                                stage2_epochs=GUARD_STAGE2_EPOCHS if guard else None)
     config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
             config["toy_world"][key] = getattr(args, key)
     if args.free_colours is not None:
         config["toy_world"]["free_colours"] = args.free_colours
-    if args.epochs:
-        config["train"]["stage2"]["epochs"] = args.epochs
+    if args.epochs:  # an integer stays one in the config
+        config["train"]["stage2"]["epochs"] = int(args.epochs) if args.epochs.is_integer() else args.epochs
     if args.lm_rate:
         config["train"]["stage2"]["learning_rate"] = args.lm_rate
     if args.stage1_epochs:
@@ -60,6 +62,9 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     elif args.lm_level != "2b":
         full = {f["factor"]: f["levels"] for f in toy["grid"]}
         config["grid"][0]["levels"] = {args.lm_level: full["language_model"][args.lm_level]}
+    if args.tower != "clip":
+        full = {f["factor"]: f["levels"] for f in toy["grid"]}
+        config["grid"][1]["levels"] = {args.tower: full["vision_tower"][args.tower]}
     if args.connector == "pretrain":
         config["grid"][2]["levels"] = {"pretrain": {"pretrain_connector": True}}
     levels = [next(iter(f["levels"])) for f in config["grid"]]
@@ -102,13 +107,16 @@ def main() -> None:
                     help="a lettered turn per VQA-style image on or off (default: as in toy.yaml)")
     ap.add_argument("--free-colours", type=float,
                     help="share of training objects recoloured uniformly (toy_world.free_colours; default 0)")
-    ap.add_argument("--epochs", type=int, help="stage 2's epochs (default: as in toy.yaml)")
+    ap.add_argument("--epochs", type=float,
+                    help="stage 2's epochs, a fraction allowed (default: the guard's 3 with toy.yaml, else "
+                         "the --config study's)")
     ap.add_argument("--stage1-epochs", type=int,
                     help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
     ap.add_argument("--stage1-rate", type=float, help="stage 1's learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
+    ap.add_argument("--tower", choices=["clip", "dinov2"], default="clip", help="the shipped tower of this level")
     ap.add_argument("--connector", choices=["skip", "pretrain"], default="skip")
     args = ap.parse_args()
     for seed in args.seeds:

@@ -86,7 +86,7 @@ def main() -> None:
                     help="the study to seed (default toy.yaml; e.g. examples/toy-before-letters.yaml)")
     args = ap.parse_args()
     folders = {int(s): Path(f) for s, f in (d.split("=", 1) for d in args.done)}
-    for seed in args.seeds:
+    for seed in (s for s in args.seeds if s not in folders):  # a finished run stands in for its seed
         folder, minutes = run_seed(seed, args.work, args.cores, args.config.resolve())
         folders[seed] = folder
         print(f"seed {seed}: {minutes:.1f} min", flush=True)

@@ -4,7 +4,7 @@ Runs the benchmarks' own loaders, prompts and scorers (``eval.run.run_benchmark`
 model folder, with the image and with a blank one, and prints per kind of question (the prompt's
 leading words, after any "Context:" line) the share scored right and the commonest answers, e.g.:
 
-    python tools/diag_toy_cell.py results/cells/2b_clip_skip/model --data data/raw \
+    python tools/diag_toy_cell.py results/cells/2b_clip_skip/model --data data/raw/benchmarks \
         --benchmarks scienceqa_img mmvp --work /tmp/diag-cell
 
 It tells apart a cell that does not see an attribute from one that sees it but cannot answer in the
