@@ -95,6 +95,8 @@ def main() -> None:
         print(f"\nseed {seed} (ScienceQA-IMG chance {table.sqa_chance.iloc[0]:.3f}, MMVP pair chance "
               f"{MMVP_PAIR_CHANCE}); blind controls in the _blind columns:")
         print(table.drop(columns=["seed", "sqa_chance"]).to_markdown(index=False, floatfmt=".3f"))
+    per_seed = pd.DataFrame({seed: summary(table) for seed, table in tables.groupby("seed")})
+    print("\nissue 27's goals by seed:\n" + per_seed.to_markdown(floatfmt=".3f"))
     print("\n" + json.dumps({k: round(float(v), 3) for k, v in summary(tables).items()}, indent=1))
 
 
