@@ -38,7 +38,7 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
-    toy = yaml.safe_load(args.config.read_text())
+    levels_of = {f["factor"]: f["levels"] for f in yaml.safe_load(args.config.read_text())["grid"]}
     guard = args.config.resolve() == (ROOT / "toy.yaml").resolve()  # the guard's own epochs, else the study's
     config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=args.config,
                                 stage2_epochs=GUARD_STAGE2_EPOCHS if guard else None)
@@ -60,11 +60,9 @@ def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
         name, _, folder = args.lm.partition("=")
         config["grid"][0]["levels"] = {name: {"language_model": {"local": str(Path(folder).resolve())}}}
     elif args.lm_level != "2b":
-        full = {f["factor"]: f["levels"] for f in toy["grid"]}
-        config["grid"][0]["levels"] = {args.lm_level: full["language_model"][args.lm_level]}
+        config["grid"][0]["levels"] = {args.lm_level: levels_of["language_model"][args.lm_level]}
     if args.tower != "clip":
-        full = {f["factor"]: f["levels"] for f in toy["grid"]}
-        config["grid"][1]["levels"] = {args.tower: full["vision_tower"][args.tower]}
+        config["grid"][1]["levels"] = {args.tower: levels_of["vision_tower"][args.tower]}
     if args.connector == "pretrain":
         config["grid"][2]["levels"] = {"pretrain": {"pretrain_connector": True}}
     levels = [next(iter(f["levels"])) for f in config["grid"]]
@@ -116,7 +114,7 @@ def main() -> None:
     ap.add_argument("--lm-rate", type=float, help="stage 2's LM learning rate (default: as in toy.yaml)")
     ap.add_argument("--lm-level", choices=["2b", "7b"], default="2b", help="the shipped LM of this level")
     ap.add_argument("--lm", help="LEVEL=FOLDER: another LM folder for the cell (e.g. 2b=/tmp/lm)")
-    ap.add_argument("--tower", choices=["clip", "dinov2"], default="clip", help="the shipped tower of this level")
+    ap.add_argument("--tower", choices=["clip", "dinov2"], default="clip", help="the study's tower of this level")
     ap.add_argument("--connector", choices=["skip", "pretrain"], default="skip")
     args = ap.parse_args()
     for seed in args.seeds:
