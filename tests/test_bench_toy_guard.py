@@ -13,7 +13,7 @@ from test_workflow import GUARD_STAGE2_EPOCHS, seeing_cell_config  # noqa: E402
 
 
 def options(**changed) -> argparse.Namespace:
-    defaults = dict(config=ROOT / "toy.yaml", benchmarks=["pope", "scienceqa_img"], scale="guard",
+    defaults = dict(config=None, benchmarks=["pope", "scienceqa_img"], scale="guard",
                     attribute_questions=None, choice_questions=None, free_colours=None, epochs=None,
                     lm_rate=None, stage1_epochs=None, stage1_rate=None, lm=None, lm_level="2b", tower="clip",
                     connector="skip")
@@ -36,7 +36,7 @@ def test_options_pick_another_cell_of_the_study_and_fractional_epochs():
     assert bench_toy_guard.cell_config(0, options(epochs=2.0))[0]["train"]["stage2"]["epochs"] == 2  # stays an int
 
 
-def test_another_study_keeps_its_own_stage2_epochs():
-    before = ROOT / "examples" / "toy-before-letters.yaml"
-    config, _ = bench_toy_guard.cell_config(0, options(config=before, scale="small"))
-    assert config["train"]["stage2"]["epochs"] == 1
+def test_a_named_study_keeps_its_own_stage2_epochs():
+    before = bench_toy_guard.cell_config(0, options(config=ROOT / "examples" / "toy-before-letters.yaml"))[0]
+    assert before["train"]["stage2"]["epochs"] == 1
+    assert bench_toy_guard.cell_config(0, options(config=ROOT / "toy.yaml"))[0]["train"]["stage2"]["epochs"] == 2.5

@@ -38,10 +38,11 @@ BLIND = ("pope", "mme", "mmvp", "scienceqa_img")  # the others are reported seei
 
 def cell_config(seed: int, args: argparse.Namespace) -> tuple[dict, str]:
     """The config of one seed's run and the cell's results folder."""
-    levels_of = {f["factor"]: f["levels"] for f in yaml.safe_load(args.config.read_text())["grid"]}
-    guard = args.config.resolve() == (ROOT / "toy.yaml").resolve()  # the guard's own epochs, else the study's
-    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=args.config,
-                                stage2_epochs=GUARD_STAGE2_EPOCHS if guard else None)
+    # Without --config the cell is the guard's own (toy.yaml at the guard's epochs); with it, the study's.
+    base = args.config or ROOT / "toy.yaml"
+    levels_of = {f["factor"]: f["levels"] for f in yaml.safe_load(base.read_text())["grid"]}
+    config = seeing_cell_config(seed, tuple(args.benchmarks), small=args.scale == "small", base=base,
+                                stage2_epochs=None if args.config else GUARD_STAGE2_EPOCHS)
     config["eval"]["blind_control"] = [b for b in args.benchmarks if b in BLIND]
     for key in ("attribute_questions", "choice_questions"):
         if getattr(args, key) is not None:
@@ -95,8 +96,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=Path("/tmp/toy-guard"))
     ap.add_argument("--benchmarks", nargs="+", default=["pope", "scienceqa_img"], choices=list(METRICS))
-    ap.add_argument("--config", type=Path, default=ROOT / "toy.yaml",
-                    help="the toy study the cell is taken from (e.g. examples/toy-before-letters.yaml)")
+    ap.add_argument("--config", type=Path,
+                    help="the toy study the cell is taken from, at its own epochs (default: the guard's cell of "
+                         "toy.yaml; e.g. examples/toy-before-letters.yaml)")
     ap.add_argument("--scale", choices=["guard", "study", "small"], default="guard",
                     help="toy.yaml's toy world (guard and study alike) or the guard's before issue 27 (small)")
     ap.add_argument("--attribute-questions", action=argparse.BooleanOptionalAction, default=None,
@@ -106,8 +108,7 @@ def main() -> None:
     ap.add_argument("--free-colours", type=float,
                     help="share of training objects recoloured uniformly (toy_world.free_colours; default 0)")
     ap.add_argument("--epochs", type=float,
-                    help="stage 2's epochs, a fraction allowed (default: the guard's 3 with toy.yaml, else "
-                         "the --config study's)")
+                    help="stage 2's epochs, a fraction allowed (default: the guard's 3, or the --config study's)")
     ap.add_argument("--stage1-epochs", type=int,
                     help="stage 1's epochs (default: as in toy.yaml; with --connector pretrain)")
     ap.add_argument("--stage1-rate", type=float, help="stage 1's learning rate (default: as in toy.yaml)")
