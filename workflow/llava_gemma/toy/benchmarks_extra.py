@@ -286,6 +286,15 @@ def _mmvp_pair(base: Scene, rng: random.Random) -> tuple[Scene, Scene, str, list
     return None
 
 
+def draw_mmvp_pair(rng: random.Random) -> tuple[Scene, Scene, str, list[str]]:
+    """A fresh pair made as MMVP's are (its two scenes, the question, the two values; scene 1 answers
+    the first), for diagnostics that ask MMVP's questions about other scenes than the benchmark's."""
+    while True:
+        base = sc.random_scene(rng, n_objects=rng.randint(2, 3), distinct_shapes=True)
+        if (pair := _mmvp_pair(base, rng)) is not None:
+            return pair
+
+
 def _mmvp(out: Path, spec: ExtraBenchmarkSpec, rng: random.Random, seen: set[Any]) -> int:
     rows: list[list[str]] = []
     while len(rows) < 2 * spec.mmvp_pairs:
@@ -336,6 +345,16 @@ def _sqa_item(scene: Scene, rng: random.Random) -> tuple[str, str, list[str], st
         hint = "Compare the shape with its grid cell."
         return f"Is the {o.shape} large or small?", hint, [o.size, _other(rng, sc.SIZES, o.size)], nature, "size"
     return None
+
+
+def draw_scienceqa_item(rng: random.Random) -> tuple[Scene, str, str, list[str]]:
+    """A fresh ScienceQA-IMG item made as the benchmark's are (scene, question, hint, choices with the
+    answer first), for diagnostics, like ``draw_mmvp_pair``."""
+    scene = sc.random_scene(rng, n_objects=1, text=rng.random() < 0.3)
+    while (item := _sqa_item(scene, rng)) is None:
+        pass
+    question, hint, choices, _, _ = item
+    return scene, question, hint, choices
 
 
 def _scienceqa(out: Path, spec: ExtraBenchmarkSpec, rng: random.Random, seen: set[Any]) -> int:

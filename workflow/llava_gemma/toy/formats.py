@@ -133,10 +133,22 @@ def option_text(scene: Scene, rng: random.Random) -> tuple[str, str]:
     return question, text
 
 
-# Drills for a curriculum (the lettered step alone): which listed shape is shown, and two options only.
+def size_or_side(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """A two-option lettered question about an object's size or side, the kinds a toy LM reading a
+    perfect caption still answered at chance (tools/probe_lm_ceiling.py)."""
+    items = [it for it in _choice_items(scene, rng) if it[2] in (SIZES, ("left", "right"))]
+    if not items:  # no shape is unique in the scene
+        return multiple_choice(scene, rng, max_options=2)
+    question, answer, vocabulary = rng.choice(items)
+    lines, letter = _lettered_options(answer, vocabulary, rng, max_options=2)
+    return f"{question}\n{lines}{LETTER_ANSWER}", letter
+
+
+# Drills for a curriculum (the lettered step alone): which listed shape is shown, two options only,
+# and size or side with two options.
 DRILLS = {"pick": lambda scene, rng: multiple_choice(scene, rng, max_options=2, pick=True),
           "choice2": lambda scene, rng: multiple_choice(scene, rng, max_options=2), "letter": letter_of,
-          "option_text": option_text}
+          "option_text": option_text, "size_or_side": size_or_side}
 
 
 def format_example(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:

@@ -72,7 +72,7 @@ def existence_example(rng: random.Random, heldout: bool = False, slots: bool = F
     shape, present = rng.choice(sc.SHAPES), rng.random() < 0.5
     scene = _scene(rng, heldout, shape, present, slots)
     answer = "Yes" if present else "No"
-    return _chat(scene, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer, slots)
+    return chat_example(scene, f"Is there a {shape} in the image?{SHORT_ANSWER}", answer, slots)
 
 
 def attribute_example(rng: random.Random, slots: bool = False) -> LookupExample:
@@ -81,7 +81,7 @@ def attribute_example(rng: random.Random, slots: bool = False) -> LookupExample:
     qa = sc.color_question(scene, rng) if rng.random() < 0.5 else sc.shape_question(scene, rng)
     if qa is None:
         return existence_example(rng, slots=slots)
-    return _chat(scene, qa.question + SHORT_ANSWER, qa.answer, slots)
+    return chat_example(scene, qa.question + SHORT_ANSWER, qa.answer, slots)
 
 
 def describe_example(rng: random.Random, slots: bool = False) -> LookupExample:
@@ -105,7 +105,9 @@ def _context(scene: sc.Scene, slots: bool) -> str:
     return IMAGE_TOKEN if slots else sc.caption(scene)
 
 
-def _chat(scene: sc.Scene, question: str, answer: str, slots: bool = False) -> LookupExample:
+def chat_example(scene: sc.Scene, question: str, answer: str, slots: bool = False) -> LookupExample:
+    """One user turn (the scene's caption, or its slots, where the image will stand, then ``question``)
+    and the model turn's ``answer``."""
     return LookupExample(f"{turn_prefix('user')}{_context(scene, slots)}\n{question}{END_OF_TURN}\n"
                          f"{turn_prefix('model')}", answer, sc.caption(scene), scene if slots else None)
 
@@ -114,7 +116,7 @@ def format_example(rng: random.Random, kind: str, slots: bool = False) -> Lookup
     """A lettered, attribute yes/no or one-word question about a caption (``toy/formats.py``)."""
     scene = _scene(rng, heldout=False, slots=slots)
     question, answer = formats.format_example(kind, scene, rng)
-    return _chat(scene, question, answer, slots)
+    return chat_example(scene, question, answer, slots)
 
 
 # Shares of each kind of example; existence questions take the rest (the shipped LMs' mix).
@@ -245,7 +247,7 @@ def format_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321
     right = 0
     for _ in range(n):
         scene = _scene(rng, heldout=True)
-        ex = _chat(scene, *formats.format_example(kind, scene, rng))
+        ex = chat_example(scene, *formats.format_example(kind, scene, rng))
         ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(ex.prompt, add_special_tokens=False)]])
         out = model.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=end, pad_token_id=end)
         text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
@@ -269,7 +271,7 @@ def first_token_hits(model, tokenizer, kind: str, n: int = 300, seed: int = 5432
             ex = existence_example(rng, heldout=True, slots=slots)
         else:
             scene = _scene(rng, heldout=True, slots=slots)
-            ex = _chat(scene, *formats.format_example(kind, scene, rng), slots)
+            ex = chat_example(scene, *formats.format_example(kind, scene, rng), slots)
         questions.append(ex.prompt.split("\n", 2)[2])
         examples.append(ex)
         targets.append(tokenizer.encode(ex.answer, add_special_tokens=False)[0])

@@ -1,0 +1,136 @@
+"""Diagnostic: how a toy LM answers MMVP's and ScienceQA-IMG's questions with perfect eyes (issue 27).
+
+A cell can score no better on a lettered benchmark than its LM answers the same question when the
+scene's caption stands where the image will: the caption says every colour, size, place and word,
+so this is the cell's ceiling with a perfect tower and connector. Questions come from the toy
+benchmarks' own makers (``draw_mmvp_pair``, ``draw_scienceqa_item``) about fresh scenes from
+``--seed``, never from the benchmark files; prompts are the benchmarks' own (MMVP's lettered
+options, ScienceQA's ``make_prompt``) in the chat format, and the answer is the LM's most likely
+first token, read by each benchmark's own letter rule (letters are one token each).
+
+    python tools/probe_lm_ceiling.py --lm 2b=models/toy-gemma-2b-letters 7b=models/toy-gemma-7b-letters
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from llava_gemma.eval.benchmarks import mmvp, scienceqa_img
+from llava_gemma.eval.benchmarks.base import LETTER_SUFFIX
+from llava_gemma.toy import lookup
+from llava_gemma.toy.benchmarks_extra import draw_mmvp_pair, draw_scienceqa_item
+from transformers import AutoTokenizer, GemmaForCausalLM
+
+OPTIONS = "ABCDE"
+
+
+def mmvp_kind(question: str) -> str:
+    """The attribute an MMVP question's pair differs in (the wordings of ``_mmvp_pair``)."""
+    for words, kind in (("color", "colour"), ("large or small", "size"), ("left or", "position"),
+                        ("object a", "shape"), ("word", "word")):
+        if words in question:
+            return kind
+    return "other"
+
+
+def mmvp_questions(rng: random.Random, pairs: int) -> list[dict]:
+    """Both questions of ``pairs`` fresh MMVP pairs, options in a random order as the benchmark's."""
+    out = []
+    for k in range(pairs):
+        first, second, question, values = draw_mmvp_pair(rng)
+        options = values[::-1] if rng.random() < 0.5 else values
+        lettered = "\n".join(f"{OPTIONS[i]}. {o}" for i, o in enumerate(options))
+        for scene, value in ((first, values[0]), (second, values[1])):
+            out.append({"scene": scene, "prompt": f"{question}\n{lettered}{LETTER_SUFFIX}",
+                        "target": OPTIONS[options.index(value)], "pair": k, "kind": mmvp_kind(question)})
+    return out
+
+
+def scienceqa_questions(rng: random.Random, n: int) -> list[dict]:
+    out = []
+    for _ in range(n):
+        scene, question, hint, choices = draw_scienceqa_item(rng)
+        gold = choices[0]
+        rng.shuffle(choices)
+        prompt = scienceqa_img.make_prompt({"question": question, "hint": hint, "choices": choices})
+        out.append({"scene": scene, "prompt": prompt, "target": OPTIONS[choices.index(gold)],
+                    "kind": " ".join(question.split()[:3]), "chance": 1 / len(choices)})
+    return out
+
+
+@torch.no_grad()
+def first_tokens(model, tokenizer, items: list[dict], with_caption: bool = True) -> list[str]:
+    """The most likely first answer token of each item's chat prompt, decoded."""
+    answers = []
+    for start in range(0, len(items), 100):
+        chunk = items[start:start + 100]
+        rows = []
+        for item in chunk:
+            ex = lookup.chat_example(item["scene"], item["prompt"], "")
+            prompt = ex.prompt if with_caption else ex.prompt.replace(ex.caption + "\n", "", 1)
+            rows.append([tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)])
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        best = logits[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])].argmax(-1)
+        answers += [tokenizer.decode([int(t)]).strip() for t in best]
+    return answers
+
+
+def score_mmvp(items: list[dict], answers: list[str]) -> dict:
+    right = [mmvp.parse_letter(a) == it["target"] for it, a in zip(items, answers)]
+    pairs: dict[int, list[bool]] = defaultdict(list)
+    kinds: dict[str, list[bool]] = defaultdict(list)
+    for it, r in zip(items, right):
+        pairs[it["pair"]].append(r)
+        kinds[it["kind"]].append(r)
+    return {"question_accuracy": round(sum(right) / len(right), 3),
+            "pair_accuracy": round(sum(all(p) for p in pairs.values()) / len(pairs), 3),
+            "pair_accuracy_by_kind": {k: [len(v) // 2, round(sum(all(v[i:i + 2]) for i in range(0, len(v), 2))
+                                                            / (len(v) // 2), 3)] for k, v in sorted(kinds.items())}}
+
+
+def score_scienceqa(items: list[dict], answers: list[str]) -> dict:
+    right = [scienceqa_img.parse_letter(a) == it["target"] for it, a in zip(items, answers)]
+    kinds: dict[str, list[bool]] = defaultdict(list)
+    for it, r in zip(items, right):
+        kinds[it["kind"]].append(r)
+    return {"accuracy": round(sum(right) / len(right), 3),
+            "chance": round(sum(it["chance"] for it in items) / len(items), 3),
+            "by_kind": {k: [len(v), round(sum(v) / len(v), 3)] for k, v in sorted(kinds.items())}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lm", nargs="+", required=True, metavar="NAME=FOLDER")
+    ap.add_argument("--pairs", type=int, default=300, help="MMVP pairs (two questions each)")
+    ap.add_argument("--scienceqa", type=int, default=600, help="ScienceQA-IMG questions")
+    ap.add_argument("--seed", type=int, default=2027)
+    args = ap.parse_args()
+    for spec in args.lm:
+        name, _, folder = spec.partition("=")
+        tokenizer = AutoTokenizer.from_pretrained(Path(folder))
+        model = GemmaForCausalLM.from_pretrained(Path(folder)).eval()
+        rng = random.Random(args.seed)
+        mmvp_items, sqa_items = mmvp_questions(rng, args.pairs), scienceqa_questions(rng, args.scienceqa)
+        report = {"lm": name, "folder": folder}
+        for label, caption in (("caption", True), ("no caption", False)):
+            report[label] = {"mmvp": score_mmvp(mmvp_items, first_tokens(model, tokenizer, mmvp_items, caption)),
+                             "scienceqa_img": score_scienceqa(sqa_items, first_tokens(model, tokenizer, sqa_items,
+                                                                                       caption))}
+        print(json.dumps(report), flush=True)
+        for label in ("caption", "no caption"):
+            m, q = report[label]["mmvp"], report[label]["scienceqa_img"]
+            kinds = ", ".join(f"{k} {v[1]:.2f}" for k, v in m["pair_accuracy_by_kind"].items())
+            print(f"{name} ({label}): MMVP pairs {m['pair_accuracy']:.3f} (questions {m['question_accuracy']:.3f};"
+                  f" by kind: {kinds}); ScienceQA-IMG {q['accuracy']:.3f} (chance {q['chance']:.3f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
