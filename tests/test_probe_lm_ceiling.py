@@ -13,7 +13,14 @@ from llava_gemma.toy import formats
 from llava_gemma.toy import scenes as sc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from probe_lm_ceiling import mmvp_kind, mmvp_questions, scienceqa_questions, score_mmvp, score_scienceqa
+from probe_lm_ceiling import (
+    colour_questions,
+    mmvp_kind,
+    mmvp_questions,
+    scienceqa_questions,
+    score_mmvp,
+    score_scienceqa,
+)
 
 
 def _option(prompt: str, letter: str) -> str:
@@ -70,3 +77,13 @@ def test_size_or_side_asks_two_options_about_size_or_side():
         truth = obj.size if shape.group(2) == "large or small" else ("left" if obj.cell % 3 == 0 else "right")
         assert options[letter].lower() == truth, (question, letter, obj)
     assert asked > 250
+
+
+def test_colour_questions_put_the_wrong_option_in_the_caption_or_leave_it_out():
+    for present in (True, False):
+        for it in colour_questions(random.Random(5), 100, present):
+            caption = sc.caption(it["scene"])
+            right = _option(it["prompt"], it["target"]).lower()
+            wrong = _option(it["prompt"], "B" if it["target"] == "A" else "A").lower()
+            assert right in caption and right != wrong
+            assert (wrong in caption) == present, (caption, it["prompt"])

@@ -6,7 +6,9 @@ so this is the cell's ceiling with a perfect tower and connector. Questions come
 benchmarks' own makers (``draw_mmvp_pair``, ``draw_scienceqa_item``) about fresh scenes from
 ``--seed``, never from the benchmark files; prompts are the benchmarks' own (MMVP's lettered
 options, ScienceQA's ``make_prompt``) in the chat format, and the answer is the LM's most likely
-first token, read by each benchmark's own letter rule (letters are one token each).
+first token, read by each benchmark's own letter rule (letters are one token each). It also asks
+two-option colour questions whose wrong option is, or is not, another object's colour in the same
+caption: an LM that answers with the option its context mentions is right only when it is not.
 
     python tools/probe_lm_ceiling.py --lm 2b=models/toy-gemma-2b-letters 7b=models/toy-gemma-7b-letters
 """
@@ -23,6 +25,7 @@ import torch
 from llava_gemma.eval.benchmarks import mmvp, scienceqa_img
 from llava_gemma.eval.benchmarks.base import LETTER_SUFFIX
 from llava_gemma.toy import lookup
+from llava_gemma.toy import scenes as sc
 from llava_gemma.toy.benchmarks_extra import draw_mmvp_pair, draw_scienceqa_item
 from transformers import AutoTokenizer, GemmaForCausalLM
 
@@ -60,6 +63,27 @@ def scienceqa_questions(rng: random.Random, n: int) -> list[dict]:
         prompt = scienceqa_img.make_prompt({"question": question, "hint": hint, "choices": choices})
         out.append({"scene": scene, "prompt": prompt, "target": OPTIONS[choices.index(gold)],
                     "kind": " ".join(question.split()[:3]), "chance": 1 / len(choices)})
+    return out
+
+
+def colour_questions(rng: random.Random, n: int, present: bool) -> list[dict]:
+    """"What color is the <shape>?" with two options, the wrong one another object's colour in the same
+    caption (``present``) or a colour the caption never says: an LM that picks the option its context
+    mentions, instead of the one its question asks for, is right only in the second."""
+    out = []
+    while len(out) < n:
+        scene = sc.random_scene(rng, n_objects=rng.randint(2, 3), distinct_shapes=True)
+        colours = [o.color for o in scene.objects]
+        if len(set(colours)) < len(colours):
+            continue
+        obj = rng.choice(scene.objects)
+        wrong = rng.choice([c for c in colours if c != obj.color] if present else
+                           [c for c in sc.COLORS if c not in colours])
+        options = [obj.color, wrong]
+        rng.shuffle(options)
+        lettered = "\n".join(f"{OPTIONS[i]}. {o.capitalize()}" for i, o in enumerate(options))
+        out.append({"scene": scene, "prompt": f"What color is the {obj.shape}?\n{lettered}{LETTER_SUFFIX}",
+                    "target": OPTIONS[options.index(obj.color)]})
     return out
 
 
@@ -120,11 +144,19 @@ def main() -> None:
         rng = random.Random(args.seed)
         mmvp_items, sqa_items = mmvp_questions(rng, args.pairs), scienceqa_questions(rng, args.scienceqa)
         report = {"lm": name, "folder": folder}
+        for present in (True, False):
+            items = colour_questions(rng, args.scienceqa, present)
+            hits = [a == it["target"] for it, a in zip(items, first_tokens(model, tokenizer, items))]
+            where = "in" if present else "not in"
+            report[f"colour, wrong option {where} the caption"] = round(sum(hits) / len(hits), 3)
         for label, caption in (("caption", True), ("no caption", False)):
             report[label] = {"mmvp": score_mmvp(mmvp_items, first_tokens(model, tokenizer, mmvp_items, caption)),
                              "scienceqa_img": score_scienceqa(sqa_items, first_tokens(model, tokenizer, sqa_items,
                                                                                        caption))}
         print(json.dumps(report), flush=True)
+        print(f"{name}: two-option colour questions right {report['colour, wrong option in the caption']:.3f} "
+              f"when the wrong option is another object's colour, "
+              f"{report['colour, wrong option not in the caption']:.3f} when the caption never says it", flush=True)
         for label in ("caption", "no caption"):
             m, q = report[label]["mmvp"], report[label]["scienceqa_img"]
             kinds = ", ".join(f"{k} {v[1]:.2f}" for k, v in m["pair_accuracy_by_kind"].items())
