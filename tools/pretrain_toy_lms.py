@@ -19,10 +19,11 @@ formats (toy/formats.py) to the look-up and the attribute yes/no turns to the to
 
 ``--letters --from models`` continues them instead through the lettered-answer curriculum
 (``toy/curriculum.py``: look-up examples only, 8,000 steps at 5e-4, one thread per LM, about an hour for
-the 7B) and adds its scores to each folder's report and card, so that the LMs answer lettered questions
-with a letter, as Gemma-it does (issue 27; not yet the shipped LMs, see docs/toy-study.md):
+the 7B) into ``<out>/toy-gemma-{2b,7b}-letters``, with its scores in each folder's report and card, so
+that the LMs answer lettered questions with a letter, as Gemma-it does (issue 27). The LMs toy.yaml
+installs are rebuilt in place by:
 
-    python tools/pretrain_toy_lms.py --letters --from models --out /tmp/toy-lms-letters
+    python tools/pretrain_toy_lms.py --letters --from models --out models
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from llava_gemma.toy.world import ToyWorldSpec, generate_toy_world
 from transformers import AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
+LETTERS_SUFFIX = "-letters"  # --letters writes <out>/<name>-letters, the folders toy.yaml installs
 # Gemma 2B's shape in miniature (multi-query attention: one key/value head) and Gemma 7B's
 # (multi-head attention), as the toy study's two LM levels.
 SHAPES = {
@@ -93,7 +95,9 @@ def main() -> None:
         if not args.start:
             ap.error("--letters continues existing LMs: give --from FOLDER (e.g. --from models)")
         with ProcessPoolExecutor(len(args.only), mp_context=mp.get_context("spawn")) as pool:
-            jobs = {name: pool.submit(letters_one, args.start / name, args.out / name, args.seed) for name in args.only}
+            # models/toy-gemma-2b -> <out>/toy-gemma-2b-letters: with --out models, the folders toy.yaml installs.
+            jobs = {name: pool.submit(letters_one, args.start / name, args.out / f"{name}{LETTERS_SUFFIX}", args.seed)
+                    for name in args.only}
             for name, job in jobs.items():
                 print(name, json.dumps(job.result()), flush=True)
         return
