@@ -65,4 +65,6 @@ def test_letters_tool_writes_a_loadable_folder_with_its_report_and_one_card_sect
     letters_one(out, out, seed=1, phases=SHORT[:1], n_eval=8)
     card = (out / "README.md").read_text()
     assert card.count("## Lettered answers") == 1 and "seed 1: 4 steps at a peak learning rate of 0.0005" in card
-    assert card.startswith((LM / "README.md").read_text().split("\n## Lettered")[0].rstrip("\n"))
+    base_card = (LM / "README.md").read_text().split("\n## Lettered")[0].rstrip("\n")
+    assert card.startswith(base_card.replace(f"# {LM.name}\n", "# out\n", 1))  # titled by its own folder
+    assert f"Then continued from `{out}` by" in card

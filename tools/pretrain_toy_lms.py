@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -146,7 +147,7 @@ def _pretrain_one(name: str, corpus: Path, tokenizer: Path, out: Path, steps: in
 LETTERS_CARD = """
 ## Lettered answers (issue 27)
 
-Then continued by `tools/pretrain_toy_lms.py --letters` through the lettered-answer curriculum
+Then continued from `{start}` by `tools/pretrain_toy_lms.py --letters` through the lettered-answer curriculum
 (`toy/curriculum.py`, seed {seed}: {steps:,} steps at a peak learning rate of {lr:g}, look-up
 questions only, from "which of these shapes is in the image?" toward full lettered questions, with
 attribute yes/no alongside), so that it answers "A. ... B. ... Answer with the option's letter" with
@@ -168,7 +169,9 @@ def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_
     tokenizer = AutoTokenizer.from_pretrained(start)
     model = GemmaForCausalLM.from_pretrained(start)
     report = json.loads((start / "pretrain_report.json").read_text())
-    card = (start / "README.md").read_text().split("\n## Lettered answers")[0]
+    # The start's card without its letters section, under the new folder's name.
+    card = re.sub(r"^# .+$", f"# {out.name}", (start / "README.md").read_text().split("\n## Lettered answers")[0],
+                  count=1, flags=re.M)
     before = curriculum.scores(model, tokenizer, n_eval)
     losses = curriculum.train_on_lookups(model, tokenizer, phases, lr=lr, seed=seed)
     letters = {"seed": seed, "lr": lr, "steps": sum(steps for steps, _ in phases), "phases": [list(p) for p in phases],
@@ -179,7 +182,8 @@ def letters_one(start: Path, out: Path, seed: int, phases=curriculum.LETTERS, n_
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "pretrain_report.json").write_text(json.dumps(report | {"letters": letters}, indent=2) + "\n")
-    (out / "README.md").write_text(card.rstrip("\n") + "\n" + LETTERS_CARD.format(**letters))
+    start_name = f"models/{start.name}" if start.parent.name == "models" else str(start)
+    (out / "README.md").write_text(card.rstrip("\n") + "\n" + LETTERS_CARD.format(start=start_name, **letters))
     return letters
 
 
