@@ -19,11 +19,10 @@ import argparse
 import json
 import random
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
-import torch
 from llava_gemma.eval.benchmarks import mmvp, scienceqa_img
-from llava_gemma.eval.benchmarks.base import LETTER_SUFFIX
 from llava_gemma.toy import lookup
 from llava_gemma.toy import scenes as sc
 from llava_gemma.toy.benchmarks_extra import draw_mmvp_pair, draw_scienceqa_item
@@ -47,9 +46,8 @@ def mmvp_questions(rng: random.Random, pairs: int) -> list[dict]:
     for k in range(pairs):
         first, second, question, values = draw_mmvp_pair(rng)
         options = values[::-1] if rng.random() < 0.5 else values
-        lettered = "\n".join(f"{OPTIONS[i]}. {o}" for i, o in enumerate(options))
         for scene, value in ((first, values[0]), (second, values[1])):
-            out.append({"scene": scene, "prompt": f"{question}\n{lettered}{LETTER_SUFFIX}",
+            out.append({"scene": scene, "prompt": mmvp.make_prompt(question, options),
                         "target": OPTIONS[options.index(value)], "pair": k, "kind": mmvp_kind(question)})
     return out
 
@@ -79,32 +77,19 @@ def colour_questions(rng: random.Random, n: int, present: bool) -> list[dict]:
         obj = rng.choice(scene.objects)
         wrong = rng.choice([c for c in colours if c != obj.color] if present else
                            [c for c in sc.COLORS if c not in colours])
-        options = [obj.color, wrong]
+        options = [obj.color.capitalize(), wrong.capitalize()]
         rng.shuffle(options)
-        lettered = "\n".join(f"{OPTIONS[i]}. {o.capitalize()}" for i, o in enumerate(options))
-        out.append({"scene": scene, "prompt": f"What color is the {obj.shape}?\n{lettered}{LETTER_SUFFIX}",
-                    "target": OPTIONS[options.index(obj.color)]})
+        out.append({"scene": scene, "prompt": mmvp.make_prompt(f"What color is the {obj.shape}?", options),
+                    "target": OPTIONS[options.index(obj.color.capitalize())]})
     return out
 
 
-@torch.no_grad()
 def first_tokens(model, tokenizer, items: list[dict], with_caption: bool = True) -> list[str]:
-    """The most likely first answer token of each item's chat prompt, decoded."""
-    answers = []
-    for start in range(0, len(items), 100):
-        chunk = items[start:start + 100]
-        rows = []
-        for item in chunk:
-            ex = lookup.chat_example(item["scene"], item["prompt"], "")
-            prompt = ex.prompt if with_caption else ex.prompt.replace(ex.caption + "\n", "", 1)
-            rows.append([tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)])
-        width = max(map(len, rows))
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        best = logits[torch.arange(len(rows)), torch.tensor([len(r) - 1 for r in rows])].argmax(-1)
-        answers += [tokenizer.decode([int(t)]).strip() for t in best]
-    return answers
+    """The most likely first answer token of each item's chat prompt (with or without its caption), decoded."""
+    examples = [lookup.chat_example(it["scene"], it["prompt"], "") for it in items]
+    if not with_caption:
+        examples = [replace(ex, prompt=ex.prompt.replace(ex.caption + "\n", "", 1)) for ex in examples]
+    return [tokenizer.decode([t]).strip() for t in lookup.next_token_argmax(model, tokenizer, examples)]
 
 
 def score_mmvp(items: list[dict], answers: list[str]) -> dict:

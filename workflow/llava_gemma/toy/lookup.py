@@ -275,21 +275,28 @@ def first_token_hits(model, tokenizer, kind: str, n: int = 300, seed: int = 5432
         questions.append(ex.prompt.split("\n", 2)[2])
         examples.append(ex)
         targets.append(tokenizer.encode(ex.answer, add_special_tokens=False)[0])
+    best = next_token_argmax(model, tokenizer, examples)
+    return list(zip(questions, (b == t for b, t in zip(best, targets))))
+
+
+@torch.no_grad()
+def next_token_argmax(model, tokenizer, examples: list[LookupExample], batch: int = 100) -> list[int]:
+    """The most likely token after each example's prompt (the first answer token), in right-padded batches."""
     rows = [_prompt_ids(tokenizer, ex) for ex in examples]
     was_training = model.training
     model.eval()
-    hits: list[bool] = []
-    for start in range(0, n, 100):
-        chunk = rows[start:start + 100]
+    best: list[int] = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
         width = max(map(len, chunk))
         ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in chunk])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk])
-        encoded = {"input_ids": ids, "attention_mask": mask, "scenes": [ex.scene for ex in examples[start:start + 100]]}
+        scenes = [ex.scene for ex in examples[start:start + batch]]
+        encoded = {"input_ids": ids, "attention_mask": mask, "scenes": scenes}
         logits = model(**model_inputs(model, tokenizer, encoded)).logits
-        at = logits[torch.arange(len(chunk)), torch.tensor([len(r) - 1 for r in chunk])]
-        hits += (at.argmax(-1) == torch.tensor(targets[start:start + 100])).tolist()
+        best += logits[torch.arange(len(chunk)), torch.tensor([len(r) - 1 for r in chunk])].argmax(-1).tolist()
     model.train(was_training)
-    return list(zip(questions, hits))
+    return best
 
 
 def first_token_accuracy(model, tokenizer, kind: str, n: int = 300, seed: int = 54321) -> float:

@@ -78,6 +78,12 @@ def parse_letter(prediction: str) -> str:
     return text[0].upper() if text and text[0].upper() in "AB" else ""
 
 
+def make_prompt(question: str, options: list[str]) -> str:
+    """The question, its options as "A. Open\\nB. Closed" lines, and the letter instruction."""
+    lettered = "\n".join(f"{chr(65 + i)}. {opt}" for i, opt in enumerate(options))
+    return f"{question}\n{lettered}{LETTER_SUFFIX}"
+
+
 def gold_letter(correct_answer: str) -> str | None:
     """lmms-eval's reading of a "Correct Answer" cell: "(a)" inside, or just "a", is A; B likewise."""
     raw = correct_answer.strip().lower()
@@ -118,10 +124,9 @@ class MMVPBenchmark(Benchmark):
                 skipped += 1
                 continue
             index = int(index_text)
-            lettered = "\n".join(f"{chr(65 + i)}. {opt}" for i, opt in enumerate(options))
             pairs[(index - 1) // 2].append(Question(
                 qid=str(index), image_path=image_dir / f"{index}.jpg",
-                prompt=f"{question}\n{lettered}{LETTER_SUFFIX}", target=gold,
+                prompt=make_prompt(question, options), target=gold,
                 meta={"pair": (index - 1) // 2, "options": options},
             ))
         warn_skipped("MMVP", path, skipped, len(rows), "rows")
